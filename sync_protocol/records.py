@@ -83,6 +83,7 @@ class Record(msgspec.Struct, kw_only=True, omit_defaults=True):
             fields={} if self.deleted else self.fields,
             deleted=self.deleted,
             clock=self.max_clock(),
+            channels=self.channels,
         )
 
 
@@ -90,7 +91,8 @@ class RecordChange(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A record as a device receives it.
 
     ``clock`` is the record's greatest clock: the SDK feeds it to its HLC so that its next
-    local edit is ordered after everything it has seen.
+    local edit is ordered after everything it has seen. ``channels`` lets the SDK keep
+    per-channel checksums and purge a record only when no granted channel holds it.
     """
 
     entity: str
@@ -100,3 +102,4 @@ class RecordChange(msgspec.Struct, kw_only=True, omit_defaults=True):
     fields: dict[str, Any] = {}
     deleted: bool = False
     clock: HLC | None = None
+    channels: list[str] = []
