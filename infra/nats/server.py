@@ -368,6 +368,8 @@ class NatsServer:
         if self._proc is not None:
             raise NatsServerStateError("server already started")
         binary = self._binary_arg or find_nats_server_binary()
+        if not (binary.is_file() and os.access(binary, os.X_OK)):
+            raise NatsServerNotFoundError(f"{binary} is not an executable file")
         self._binary_arg = binary
         self._run_dir = Path(tempfile.mkdtemp(prefix="crmsync-nats-"))
         self.store_dir.mkdir(parents=True, exist_ok=True)
