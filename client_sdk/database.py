@@ -1,0 +1,860 @@
+"""The device's encrypted local database: SQLCipher 4 + sqlite-utils + schema migrations.
+
+Files, for a database at ``<path>``:
+- ``<path>`` (+ ``-wal``, ``-shm``): the SQLCipher database, every page encrypted with
+  the data key (DEK), WAL included.
+- ``<path>.key``: the DEK wrapped by the key-encryption key (see :mod:`client_sdk.keys`).
+- ``<path>.key.next``: exists only while a rekey is in flight (see :meth:`rekey`).
+
+Invariants:
+- The DEK is checked as soon as the database opens: a wrong key raises
+  :class:`DatabaseKeyMismatchError` at open, never "file is not a database" later.
+- ``search_index`` mirrors the live rows of ``records`` within every transaction;
+  write records only through :meth:`LocalDatabase.upsert_records` and
+  :meth:`LocalDatabase.purge_records` (a direct ``INSERT INTO records`` would leave
+  search stale).
+- :meth:`LocalDatabase.wipe` destroys the wrapped key before it deletes any database
+  file, so a crash mid-wipe leaves only undecryptable bytes.
+- Migrations are versioned rows in ``schema_migrations``; each applies in its own
+  transaction, at most once. Versions 1-99 belong to this module; other SDK
+  components pass theirs (100 and up) to :meth:`LocalDatabase.open`.
+
+sqlite-utils accepts the sqlcipher3 connection as a DB-API connection as it is
+(``sqlite_utils.Database(conn)``): everything goes through ``conn.execute``. One
+caveat: the few places where sqlite-utils catches ``sqlite3.OperationalError``
+(``Table.drop(ignore=True)``, ``View.drop(ignore=True)``) do not catch sqlcipher3's
+own exception class, so use ``DROP TABLE IF EXISTS`` instead of ``ignore=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TypeAlias, cast
+
+import msgspec
+import sqlcipher3
+import sqlite_utils
+
+from client_sdk import keys, search
+from client_sdk.errors import (
+    DatabaseBusyError,
+    DatabaseClosedError,
+    DatabaseKeyMismatchError,
+    InvalidRecordError,
+    InvalidStateValueError,
+    KeyFileExistsError,
+    LocalDatabaseError,
+    MigrationError,
+    RekeyError,
+    SchemaTooNewError,
+)
+from client_sdk.keys import Kek
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_KIB: Final = 8192
+DEFAULT_BATCH_SIZE: Final = 2000
+FIRST_EXTENSION_MIGRATION: Final = 100
+_IDENT: Final = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
+_FIELD: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_@.\-]{0,127}\Z")
+
+StateValue: TypeAlias = str | bytes | int | float | None
+Connection: TypeAlias = sqlite3.Connection
+"""Typing alias: at run time the connection is a ``sqlcipher3`` one (same DB-API)."""
+
+
+class LocalRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A replicated record as the device stores it.
+
+    ``fields`` hold JSON-compatible values (msgspec encodes datetimes, UUIDs and
+    Decimals as strings, so they read back as strings). ``deleted`` marks a
+    tombstone: kept for sync, never searchable.
+    """
+
+    entity: str
+    id: str
+    version: int
+    seq: int = 0
+    fields: dict[str, Any] = msgspec.field(default_factory=dict)
+    deleted: bool = False
+    channels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: SQL statements and/or a function, applied in one transaction.
+
+    Attributes:
+        version: Unique, strictly increasing within a migration list.
+        name: Short label; stored, and checked on later opens.
+        statements: SQL run in order.
+        apply: Optional function run after the statements (data rewrites).
+    """
+
+    version: int
+    name: str
+    statements: tuple[str, ...] = ()
+    apply: Callable[[Connection], None] | None = None
+
+
+def field_expression(field: str) -> str:
+    """The SQL expression that reads a record field; indexes and queries must share it.
+
+    Raises:
+        InvalidRecordError: The field name has characters outside [A-Za-z0-9_@.-].
+    """
+    if not isinstance(field, str) or not _FIELD.match(field):
+        raise InvalidRecordError(f"invalid field name {field!r}")
+    return f"json_extract(fields, '$.\"{field}\"')"
+
+
+def _entity_literal(entity: str) -> str:
+    if not isinstance(entity, str) or not _IDENT.match(entity):
+        raise InvalidRecordError(f"invalid entity name {entity!r}")
+    return f"'{entity}'"
+
+
+def field_index_statement(entity: str, field: str) -> str:
+    """``CREATE INDEX IF NOT EXISTS`` for a partial expression index on one entity's field.
+
+    Used by :meth:`LocalDatabase.find_records` (which writes the same expression and
+    a literal entity, so the planner can use the partial index).
+    """
+    name = f"records_{entity}_{re.sub(r'[^A-Za-z0-9_]', '_', field)}"
+    return (
+        f'CREATE INDEX IF NOT EXISTS "{name}" ON records({field_expression(field)})'
+        f" WHERE entity = {_entity_literal(entity)}"
+    )
+
+
+# Lookups the app needs offline: contacts of an account, accounts by city, the
+# opportunities of an account, quotes of an opportunity, appointments of a record.
+DEFAULT_FIELD_INDEXES: Final[tuple[tuple[str, str], ...]] = (
+    ("account", "address1_city"),
+    ("contact", "_parentcustomerid_value"),
+    ("opportunity", "_parentaccountid_value"),
+    ("opportunity", "_customerid_value"),
+    ("quote", "_opportunityid_value"),
+    ("appointment", "_regardingobjectid_value"),
+)
+
+BASE_MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        version=1,
+        name="records_and_sync_state",
+        statements=(
+            """CREATE TABLE records(
+                entity TEXT NOT NULL,
+                id TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                seq INTEGER NOT NULL DEFAULT 0,
+                fields BLOB NOT NULL,
+                deleted INTEGER NOT NULL DEFAULT 0,
+                channels TEXT NOT NULL DEFAULT '[]',
+                doc INTEGER,
+                PRIMARY KEY (entity, id)
+            ) WITHOUT ROWID""",
+            """CREATE TABLE sync_state(
+                key TEXT PRIMARY KEY,
+                value
+            ) WITHOUT ROWID""",
+        ),
+    ),
+    Migration(version=2, name="search_index", statements=search.SEARCH_SCHEMA),
+    Migration(
+        version=3,
+        name="record_field_indexes",
+        statements=tuple(field_index_statement(e, f) for e, f in DEFAULT_FIELD_INDEXES),
+    ),
+)
+
+_UPSERT_RECORD_SQL: Final = (
+    "INSERT INTO records(entity, id, version, seq, fields, deleted, channels, doc)"
+    " VALUES (?, ?, ?, ?, jsonb(?), ?, ?, ?)"
+    " ON CONFLICT(entity, id) DO UPDATE SET version = excluded.version,"
+    " seq = excluded.seq, fields = excluded.fields, deleted = excluded.deleted,"
+    " channels = excluded.channels, doc = excluded.doc"
+)
+_RECORD_COLUMNS: Final = "entity, id, version, seq, json(fields), deleted, channels"
+
+_json_encoder = msgspec.json.Encoder()
+_fields_decoder = msgspec.json.Decoder(dict[str, Any])
+_channels_decoder = msgspec.json.Decoder(tuple[str, ...])
+
+
+def key_path_for(path: str | os.PathLike[str]) -> Path:
+    """Where the key file of the database at ``path`` lives."""
+    return Path(f"{os.fspath(path)}.key")
+
+
+def pending_key_path_for(path: str | os.PathLike[str]) -> Path:
+    """Where the next key file lives while a rekey is in flight."""
+    return Path(f"{os.fspath(path)}.key.next")
+
+
+def database_files(path: str | os.PathLike[str]) -> tuple[Path, ...]:
+    """The database file and its SQLite side files."""
+    base = os.fspath(path)
+    return tuple(Path(base + suffix) for suffix in ("", "-wal", "-shm", "-journal"))
+
+
+def _remove_database_file(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def wipe_database(path: str | os.PathLike[str]) -> None:
+    """Crypto-shred a local database without needing its key (e.g. device revoked).
+
+    The wrapped key (and any in-flight rekey key) is overwritten and deleted
+    first; only then are the database, ``-wal`` and ``-shm`` files deleted. The
+    database must not be open (use :meth:`LocalDatabase.wipe` for an open one).
+    """
+    keys.shred_key_file(key_path_for(path))
+    keys.shred_key_file(pending_key_path_for(path))
+    for file in database_files(path):
+        _remove_database_file(file)
+
+
+def _is_not_a_database(error: Exception) -> bool:
+    return isinstance(error, sqlcipher3.DatabaseError) and "not a database" in str(error)
+
+
+def _connect(path: Path, data_key: keys.DataKey) -> Connection:
+    """Open and key a connection; verify the key by reading the schema."""
+    conn = sqlcipher3.connect(str(path), check_same_thread=False)
+    try:
+        # SQLCipher logs every failed HMAC to stderr; a wrong key is reported as a
+        # typed error instead.
+        conn.execute("PRAGMA cipher_log_level = NONE")
+        conn.execute(f"PRAGMA key = {data_key.sqlcipher_pragma_value()}")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlcipher3.DatabaseError as e:
+        conn.close()
+        if _is_not_a_database(e):
+            raise DatabaseKeyMismatchError(
+                "the data key does not decrypt this database (or it is not a database)"
+            ) from e
+        raise LocalDatabaseError(f"cannot open database: {e}") from e
+    return cast(Connection, conn)
+
+
+def _configure(conn: Connection, cache_kib: int) -> None:
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise LocalDatabaseError(f"could not enable WAL (journal_mode={mode})")
+    for pragma in (
+        "synchronous = NORMAL",  # WAL + NORMAL: durable across app crashes, fast commits
+        f"cache_size = -{int(cache_kib)}",
+        "mmap_size = 0",  # SQLCipher must decrypt every page; mmap would bypass it
+        "temp_store = MEMORY",  # temp tables and sorts never hit disk unencrypted
+        "foreign_keys = ON",
+        "busy_timeout = 5000",
+        "journal_size_limit = 8388608",  # shrink the WAL back after big bootstraps
+    ):
+        conn.execute(f"PRAGMA {pragma}")
+
+
+def _validate_migrations(migrations: Sequence[Migration]) -> None:
+    previous = 0
+    for m in migrations:
+        if not isinstance(m.version, int) or m.version <= previous:
+            raise MigrationError(f"migration versions must increase: {m.version!r}")
+        if not m.name:
+            raise MigrationError(f"migration {m.version} has no name")
+        previous = m.version
+
+
+def _migrate(conn: Connection, migrations: Sequence[Migration]) -> list[int]:
+    """Apply missing migrations in order; returns the versions applied now."""
+    _validate_migrations(migrations)
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations("
+        "version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+        " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
+    )
+    if conn.in_transaction:
+        conn.execute("COMMIT")
+    applied: dict[int, str] = dict(conn.execute("SELECT version, name FROM schema_migrations"))
+    known_max = migrations[-1].version if migrations else 0
+    if applied and max(applied) > known_max:
+        raise SchemaTooNewError(
+            f"database schema version {max(applied)} is newer than this app's {known_max}"
+        )
+    done: list[int] = []
+    for m in migrations:
+        if m.version in applied:
+            if applied[m.version] != m.name:
+                raise MigrationError(
+                    f"migration {m.version} was applied as {applied[m.version]!r}, not {m.name!r}"
+                )
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in m.statements:
+                conn.execute(statement)
+            if m.apply is not None:
+                m.apply(conn)
+            conn.execute(
+                "INSERT INTO schema_migrations(version, name) VALUES (?, ?)", (m.version, m.name)
+            )
+            conn.execute("COMMIT")
+        except Exception as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise MigrationError(f"migration {m.version} ({m.name}) failed: {e}") from e
+        done.append(m.version)
+    return done
+
+
+def _row_to_record(row: tuple[Any, ...]) -> LocalRecord:
+    entity, id_, version, seq, fields, deleted, channels = row
+    return LocalRecord(
+        entity=entity,
+        id=id_,
+        version=version,
+        seq=seq,
+        fields=_fields_decoder.decode(fields),
+        deleted=bool(deleted),
+        channels=_channels_decoder.decode(channels),
+    )
+
+
+class LocalDatabase:
+    """An open, unlocked local replica. Not thread-safe: use from one thread at a time.
+
+    Create with :meth:`create` (first run) or :meth:`open`; close with :meth:`close`
+    or a ``with`` block.
+    """
+
+    def __init__(
+        self, path: Path, conn: Connection, key_id: str, applied_migrations: list[int]
+    ) -> None:
+        """Use :meth:`create` or :meth:`open`."""
+        self.path = path
+        self._conn: Connection | None = conn
+        self._key_id = key_id
+        self._db: sqlite_utils.Database | None = None
+        self._savepoints = itertools.count()
+        self.migrations_applied_at_open = applied_migrations
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        kek: Kek,
+        *,
+        migrations: Sequence[Migration] = (),
+        cache_kib: int = DEFAULT_CACHE_KIB,
+    ) -> LocalDatabase:
+        """Create a new key file and database (first run on a device).
+
+        Leftover database files without a key file (an interrupted wipe) are
+        removed first: without their key they are undecryptable anyway.
+
+        Args:
+            path: Database file path; the key file goes to ``<path>.key``.
+            kek: Passphrase or keystore key to wrap the new DEK with.
+            migrations: Extra migrations (versions >= 100) after the base schema.
+            cache_kib: SQLite page cache size.
+
+        Raises:
+            KeyFileExistsError: A database already exists here (use :meth:`open`).
+        """
+        db_path = Path(path)
+        key_path = key_path_for(db_path)
+        if key_path.exists():
+            raise KeyFileExistsError(f"a database key already exists at {key_path}")
+        keys.shred_key_file(pending_key_path_for(db_path))
+        for file in database_files(db_path):
+            _remove_database_file(file)
+        data_key = keys.create_key_file(key_path, kek)
+        return cls._finish_open(db_path, data_key, migrations, cache_kib)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        kek: Kek,
+        *,
+        migrations: Sequence[Migration] = (),
+        cache_kib: int = DEFAULT_CACHE_KIB,
+    ) -> LocalDatabase:
+        """Unlock and open an existing database, finishing an interrupted rekey if any.
+
+        Raises:
+            KeyFileNotFoundError: No key file (never created, or wiped).
+            WrongPassphraseError / WrongKeystoreKeyError / KekKindMismatchError: The
+                KEK does not unlock the key file.
+            DatabaseKeyMismatchError: The key file's DEK does not decrypt the database.
+            SchemaTooNewError: A newer app version migrated this database.
+            MigrationError: A migration failed (nothing of it was applied).
+        """
+        db_path = Path(path)
+        data_key = keys.unlock_key_file(key_path_for(db_path), kek)
+        data_key = cls._recover_pending_rekey(db_path, data_key, kek)
+        return cls._finish_open(db_path, data_key, migrations, cache_kib)
+
+    @staticmethod
+    def exists(path: str | os.PathLike[str]) -> bool:
+        """Whether a database (its key file) exists at ``path``."""
+        return key_path_for(path).exists()
+
+    @staticmethod
+    def _recover_pending_rekey(db_path: Path, data_key: keys.DataKey, kek: Kek) -> keys.DataKey:
+        pending = pending_key_path_for(db_path)
+        if not pending.exists():
+            return data_key
+        try:
+            _connect(db_path, data_key).close()
+        except DatabaseKeyMismatchError:
+            # The rekey committed but the key file swap did not happen: finish it.
+            next_key = keys.unlock_key_file(pending, kek)
+            _connect(db_path, next_key).close()
+            keys.replace_key_file(pending, key_path_for(db_path))
+            _log.info("finished an interrupted rekey")
+            return next_key
+        # The database still uses the current key: the rekey never happened.
+        keys.shred_key_file(pending)
+        return data_key
+
+    @classmethod
+    def _finish_open(
+        cls,
+        db_path: Path,
+        data_key: keys.DataKey,
+        migrations: Sequence[Migration],
+        cache_kib: int,
+    ) -> LocalDatabase:
+        for m in migrations:
+            if m.version < FIRST_EXTENSION_MIGRATION:
+                raise MigrationError(
+                    f"extra migration versions start at {FIRST_EXTENSION_MIGRATION}: {m.version}"
+                )
+        conn = _connect(db_path, data_key)
+        try:
+            _configure(conn, cache_kib)
+            applied = _migrate(conn, (*BASE_MIGRATIONS, *migrations))
+        except BaseException:
+            conn.close()
+            raise
+        return cls(db_path, conn, data_key.key_id, applied)
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        if self._conn is not None:
+            conn, self._conn, self._db = self._conn, None, None
+            conn.close()
+
+    def __enter__(self) -> LocalDatabase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- accessors -------------------------------------------------------------------
+
+    @property
+    def key_path(self) -> Path:
+        """The key file that wraps this database's DEK."""
+        return key_path_for(self.path)
+
+    @property
+    def key_id(self) -> str:
+        """Id of the current data key (changes on :meth:`rekey`, not on KEK changes)."""
+        return self._key_id
+
+    @property
+    def closed(self) -> bool:
+        """Whether the database was closed or wiped."""
+        return self._conn is None
+
+    @property
+    def conn(self) -> Connection:
+        """The raw sqlcipher3 connection (legacy transaction control)."""
+        if self._conn is None:
+            raise DatabaseClosedError()
+        return self._conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """A ``sqlite_utils.Database`` over the same connection (for app tables)."""
+        if self._db is None:
+            self._db = sqlite_utils.Database(self.conn, execute_plugins=False)
+        return self._db
+
+    def schema_version(self) -> int:
+        """Highest applied migration version."""
+        row = self.conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``); nested calls use savepoints.
+
+        Everything done inside commits together, which is how the sync engine stores
+        a pulled page and its checkpoint atomically.
+        """
+        conn = self.conn
+        if conn.in_transaction:
+            name = f"crmsync_sp_{next(self._savepoints)}"
+            conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute(f"ROLLBACK TO {name}")
+                    conn.execute(f"RELEASE {name}")
+                raise
+            conn.execute(f"RELEASE {name}")
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # --- records ---------------------------------------------------------------------
+
+    def upsert_records(
+        self, records: Iterable[LocalRecord], *, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> int:
+        """Insert or overwrite records and their search documents in one transaction.
+
+        The bulk path of bootstrap: rows are validated, encoded and written with
+        ``executemany`` in batches (memory stays flat for a streamed iterable).
+        Later duplicates of an (entity, id) win. No version check happens here:
+        deciding which version wins is the sync engine's job.
+
+        Args:
+            records: Records to write (a generator is fine).
+            batch_size: Rows per ``executemany``.
+
+        Returns:
+            Number of records written.
+
+        Raises:
+            InvalidRecordError: A record is malformed; nothing of the call is written.
+        """
+        total = 0
+        with self.transaction() as conn:
+            batch: dict[tuple[str, str], LocalRecord] = {}
+            for record in records:
+                if not isinstance(record, LocalRecord):
+                    raise InvalidRecordError(f"expected LocalRecord, got {type(record).__name__}")
+                batch[(record.entity, record.id)] = record
+                if len(batch) >= batch_size:
+                    total += self._write_batch(conn, list(batch.values()))
+                    batch.clear()
+            if batch:
+                total += self._write_batch(conn, list(batch.values()))
+        return total
+
+    def _write_batch(self, conn: Connection, batch: list[LocalRecord]) -> int:
+        searchable: dict[str, list[LocalRecord]] = {}
+        checked: set[str] = set()
+        for r in batch:
+            if r.entity not in checked:
+                _entity_literal(r.entity)
+                checked.add(r.entity)
+            if not isinstance(r.id, str) or not r.id:
+                raise InvalidRecordError(f"record id must be a non-empty string: {r.id!r}")
+            if type(r.version) is not int or r.version < 0 or type(r.seq) is not int:
+                raise InvalidRecordError(f"bad version/seq on {r.entity}/{r.id}")
+            if not isinstance(r.fields, dict):
+                raise InvalidRecordError(f"fields of {r.entity}/{r.id} must be a dict")
+            if r.entity in search.SEARCHABLE_ENTITIES:
+                searchable.setdefault(r.entity, []).append(r)
+        docs = self._document_ids(conn, searchable)
+        record_rows = []
+        document_rows = []
+        deleted_docs = []
+        channel_cache: dict[tuple[str, ...], str] = {}
+        encode = _json_encoder.encode
+        for r in batch:
+            try:
+                fields_json = encode(r.fields).decode()
+                channel_key = r.channels if type(r.channels) is tuple else tuple(r.channels)
+                channels = channel_cache.get(channel_key)
+                if channels is None:
+                    channels = channel_cache[channel_key] = encode(channel_key).decode()
+            except (TypeError, msgspec.EncodeError) as e:
+                raise InvalidRecordError(f"cannot encode {r.entity}/{r.id}: {e}") from e
+            doc = docs.get((r.entity, r.id))
+            record_rows.append(
+                (r.entity, r.id, r.version, r.seq, fields_json, int(r.deleted), channels, doc)
+            )
+            if doc is None:
+                continue
+            if r.deleted:
+                deleted_docs.append((doc,))
+            else:
+                document = search.document_for(r.entity, r.id, r.fields)
+                if document is not None:
+                    document_rows.append((doc, *document))
+        conn.executemany(_UPSERT_RECORD_SQL, record_rows)
+        if deleted_docs:
+            conn.executemany(search.DELETE_DOCUMENT_SQL, deleted_docs)
+        if document_rows:
+            conn.executemany(search.UPSERT_DOCUMENT_SQL, document_rows)
+        return len(record_rows)
+
+    @staticmethod
+    def _document_ids(
+        conn: Connection, searchable: dict[str, list[LocalRecord]]
+    ) -> dict[tuple[str, str], int]:
+        """Existing document ids of these records, plus new ones for the rest."""
+        docs: dict[tuple[str, str], int] = {}
+        for entity, records in searchable.items():
+            ids = [r.id for r in records]
+            for id_, doc in conn.execute(
+                "SELECT id, doc FROM records WHERE entity = ? AND doc IS NOT NULL"
+                " AND id IN (SELECT value FROM json_each(?))",
+                (entity, _json_encoder.encode(ids).decode()),
+            ):
+                docs[(entity, id_)] = doc
+            missing = [i for i in ids if (entity, i) not in docs]
+            if missing:
+                code = search.entity_code(entity)
+                assert code is not None
+                first = search.allocate_doc_ids(conn, code, len(missing))
+                for offset, id_ in enumerate(missing):
+                    docs[(entity, id_)] = first + offset
+        return docs
+
+    def purge_records(self, keys_: Iterable[tuple[str, str]]) -> int:
+        """Remove records entirely (no tombstone), e.g. when they leave the user's scope.
+
+        Args:
+            keys_: ``(entity, id)`` pairs; unknown ones are ignored.
+
+        Returns:
+            Number of records removed.
+        """
+        removed = 0
+        with self.transaction() as conn:
+            for entity, id_ in keys_:
+                row = conn.execute(
+                    "DELETE FROM records WHERE entity = ? AND id = ? RETURNING doc", (entity, id_)
+                ).fetchone()
+                if row is None:
+                    continue
+                removed += 1
+                if row[0] is not None:
+                    conn.execute(search.DELETE_DOCUMENT_SQL, (row[0],))
+        return removed
+
+    def get_record(self, entity: str, id: str) -> LocalRecord | None:
+        """One record (tombstones included: check ``deleted``), or None."""
+        row = self.conn.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM records WHERE entity = ? AND id = ?", (entity, id)
+        ).fetchone()
+        return _row_to_record(row) if row else None
+
+    def iter_records(self, entity: str, *, include_deleted: bool = False) -> Iterator[LocalRecord]:
+        """All records of an entity in id order (streamed)."""
+        sql = f"SELECT {_RECORD_COLUMNS} FROM records WHERE entity = ?"
+        if not include_deleted:
+            sql += " AND deleted = 0"
+        for row in self.conn.execute(sql + " ORDER BY id", (entity,)):
+            yield _row_to_record(row)
+
+    def count_records(self, entity: str | None = None, *, include_deleted: bool = False) -> int:
+        """Number of records (of one entity, or all)."""
+        clauses = ([] if include_deleted else ["deleted = 0"]) + (["entity = ?"] if entity else [])
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        params = (entity,) if entity else ()
+        return int(self.conn.execute(f"SELECT count(*) FROM records{where}", params).fetchone()[0])
+
+    def find_records(
+        self,
+        entity: str,
+        field: str,
+        value: str | int | float,
+        *,
+        limit: int | None = None,
+        include_deleted: bool = False,
+    ) -> list[LocalRecord]:
+        """Records of ``entity`` whose ``field`` equals ``value`` (index-backed).
+
+        Fast for the pairs in :data:`DEFAULT_FIELD_INDEXES` and for any pair given an
+        index with :meth:`ensure_field_index`; a full entity scan otherwise.
+        """
+        sql = (
+            f"SELECT {_RECORD_COLUMNS} FROM records WHERE entity = {_entity_literal(entity)}"
+            f" AND {field_expression(field)} = ?"
+        )
+        if not include_deleted:
+            sql += " AND deleted = 0"
+        params: tuple[Any, ...] = (value,)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (value, limit)
+        return [_row_to_record(row) for row in self.conn.execute(sql, params)]
+
+    def ensure_field_index(self, entity: str, field: str) -> None:
+        """Create the partial index :meth:`find_records` uses for (entity, field)."""
+        with self.transaction() as conn:
+            conn.execute(field_index_statement(entity, field))
+
+    def rebuild_search_index(self) -> int:
+        """Re-create every search document from ``records`` (after a mapping change).
+
+        Returns:
+            Number of documents written.
+        """
+        written = 0
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO search_index(search_index) VALUES ('delete-all')")
+            for entity in search.SEARCHABLE_ENTITIES:
+                after = ""
+                while True:
+                    # Keyset pages: never iterate a cursor over rows being rewritten.
+                    rows = conn.execute(
+                        f"SELECT {_RECORD_COLUMNS} FROM records WHERE entity = ? AND id > ?"
+                        " ORDER BY id LIMIT ?",
+                        (entity, after, DEFAULT_BATCH_SIZE),
+                    ).fetchall()
+                    if not rows:
+                        break
+                    written += self._write_batch(conn, [_row_to_record(row) for row in rows])
+                    after = rows[-1][1]
+        return written
+
+    # --- search ----------------------------------------------------------------------
+
+    def search(
+        self, text: str, entities: Sequence[str] | None = None, limit: int = 50
+    ) -> list[search.SearchHit]:
+        """Offline full-text search; see :func:`client_sdk.search.search`."""
+        return search.search(self.conn, text, entities=entities, limit=limit)
+
+    # --- sync state ------------------------------------------------------------------
+
+    def get_state(self, key: str, default: StateValue = None) -> StateValue:
+        """A value from the ``sync_state`` key/value table."""
+        row = self.conn.execute("SELECT value FROM sync_state WHERE key = ?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def set_state(self, key: str, value: StateValue) -> None:
+        """Store a ``sync_state`` value (joins the caller's transaction if one is open).
+
+        Raises:
+            InvalidStateValueError: The key is not a non-empty str or the value is not
+                str, bytes, int, float or None.
+        """
+        if not isinstance(key, str) or not key:
+            raise InvalidStateValueError("state key must be a non-empty string")
+        if value is not None and not isinstance(value, str | bytes | int | float):
+            raise InvalidStateValueError(f"unsupported state value type {type(value).__name__}")
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO sync_state(key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def delete_state(self, key: str) -> None:
+        """Remove a ``sync_state`` key (no error if absent)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM sync_state WHERE key = ?", (key,))
+
+    # --- keys ------------------------------------------------------------------------
+
+    def change_kek(self, old: Kek, new: Kek) -> None:
+        """Re-wrap the data key under a new KEK; the database itself is not rewritten.
+
+        Changes the passphrase, or switches between passphrase and platform keystore.
+
+        Raises:
+            WrongPassphraseError / WrongKeystoreKeyError: ``old`` is not the current KEK.
+            DatabaseKeyMismatchError: The key file no longer matches this database.
+        """
+        self.conn  # noqa: B018 - raises DatabaseClosedError when closed
+        data_key = keys.unlock_key_file(self.key_path, old)
+        if data_key.key_id != self._key_id:
+            raise DatabaseKeyMismatchError("the key file was replaced under the open database")
+        keys.write_key_file(self.key_path, keys.wrap_data_key(data_key, new))
+
+    def rekey(self, kek: Kek) -> str:
+        """Re-encrypt the whole database under a new random DEK.
+
+        Crash-safe order:
+        1. the new DEK, wrapped by ``kek``, is written durably to ``<path>.key.next``;
+        2. ``PRAGMA rekey`` re-encrypts every page in one transaction (so the file is
+           entirely under the old or entirely under the new key), then the WAL is
+           checkpointed and truncated so no old-key page remains;
+        3. ``.key.next`` atomically replaces ``.key``.
+        On open, a leftover ``.key.next`` is either shredded (the database still opens
+        with ``.key``: the crash was before step 2 committed) or promoted (the
+        database only opens with ``.key.next``: the crash was before step 3).
+
+        Args:
+            kek: The current KEK (also wraps the new DEK; its scrypt params apply).
+
+        Returns:
+            The new key id.
+
+        Raises:
+            DatabaseBusyError: A transaction is open.
+            RekeyError: SQLCipher failed to re-encrypt (the old key stays valid).
+        """
+        conn = self.conn
+        if conn.in_transaction:
+            raise DatabaseBusyError("rekey needs the database outside of any transaction")
+        current = keys.unlock_key_file(self.key_path, kek)
+        if current.key_id != self._key_id:
+            raise DatabaseKeyMismatchError("the key file was replaced under the open database")
+        new_key = keys.new_data_key()
+        pending = pending_key_path_for(self.path)
+        keys.write_key_file(pending, keys.wrap_data_key(new_key, kek))
+        try:
+            conn.execute(f"PRAGMA rekey = {new_key.sqlcipher_pragma_value()}")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlcipher3.Error as e:
+            keys.shred_key_file(pending)
+            raise RekeyError(f"PRAGMA rekey failed: {e}") from e
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if busy:
+            _log.warning("WAL checkpoint after rekey was blocked by a reader")
+        keys.replace_key_file(pending, self.key_path)
+        self._key_id = new_key.key_id
+        return new_key.key_id
+
+    def wipe(self) -> None:
+        """Crypto-shred this database: close, destroy the wrapped key, delete the files.
+
+        The key file goes first (see :func:`wipe_database`); the object is unusable
+        afterwards.
+        """
+        with contextlib.suppress(Exception):
+            self.close()
+        wipe_database(self.path)
+
+
+__all__ = [
+    "BASE_MIGRATIONS",
+    "DEFAULT_FIELD_INDEXES",
+    "LocalDatabase",
+    "LocalRecord",
+    "Migration",
+    "StateValue",
+    "database_files",
+    "field_expression",
+    "field_index_statement",
+    "key_path_for",
+    "wipe_database",
+]

@@ -1,0 +1,438 @@
+"""Offline multilingual full-text search over the local replica (SQLite FTS5).
+
+One contentless FTS5 table, ``search_index``, holds a document per live (not deleted)
+record of the six searchable entities. Its columns are *roles* filled per entity from
+the record's fields (see :data:`SEARCHABLE_ENTITIES`): ``name``, ``city``, ``email``,
+``subject``, ``phone``; plus two stored-but-not-indexed columns, the record ``id`` and
+a display ``title``. ``database.upsert_records`` keeps it in step with ``records`` in
+the same transaction (explicit maintenance: measured faster than triggers, which
+must re-extract the text from the JSONB blob through Python functions).
+
+Document ids (FTS rowids) are ``entity_code << 40 | n``, with ``n`` taken from a
+per-entity counter and never reused. Sequential ids keep FTS inserts appending (random
+rowids made indexing about 4x slower), and the entity lives in the high bits so an
+entity filter is a rowid range that FTS5 applies while it walks its doclists.
+
+Folding (the same at index and query time):
+- ``unicode61 remove_diacritics 2`` folds case and the diacritics that Unicode
+  decomposes: à é ì ò ù ç ñ ä ö ü ą ć ę ń ó ś ź ż, so "citta" finds "Città",
+  "senor" finds "Señor", "francois" finds "François", "muller" finds "Müller".
+- Letters that do *not* decompose are folded here first: ł->l (so "lodz" finds
+  "Łódź", "zolw" finds "Żółw"), ß->ss ("strasse" and "straße" both find "Straße";
+  "strase" does not), ø->o, đ/ð->d, æ->ae, œ->oe, þ->th, dotless i->i, ħ->h, ŧ->t.
+- Names and cities containing ä/ö/ü are also indexed in their German transliteration
+  (Müller -> also "Mueller"), so "mueller" finds "Müller" as German users type it.
+- Text is NFKC-normalised (ligatures, full-width letters).
+- Phone numbers are indexed as written, as bare digits, and (after +39/+49/+33/+34/
+  +48/+43/+41) in national form, so "0212345", "3912345" and "02 123" all match.
+
+Query safety: user text is never passed to FTS5 as syntax. It is folded and split
+into words; each word becomes a double-quoted string (so ``"``, ``*``, ``:``,
+``NEAR``, ``AND``, ``-``, ``^`` and parentheses are plain text), words of two or more
+characters become prefix terms (``"mul"*``), one-character words match whole words
+only (a one-letter prefix would match a large part of the replica). Terms are ANDed.
+
+Ranking: bm25 with per-column weights (name 10, subject 5, email 4, city 3, phone 3).
+A query matching more than :data:`BROAD_QUERY_CANDIDATES` documents (per entity range)
+is ranked among the most recently indexed ones only, which bounds its latency.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from client_sdk.errors import (
+    InvalidSearchLimitError,
+    InvalidSearchTextError,
+    UnknownSearchEntityError,
+)
+
+_log = logging.getLogger(__name__)
+
+DOC_ID_SHIFT: Final = 40
+MAX_SEARCH_LIMIT: Final = 500
+MAX_QUERY_TERMS: Final = 8
+MAX_TERM_CHARS: Final = 64
+MAX_QUERY_CHARS: Final = 512
+MIN_PREFIX_CHARS: Final = 2
+BROAD_QUERY_CANDIDATES: Final = 4000
+
+SEARCH_COLUMNS: Final = ("name", "city", "email", "subject", "phone")
+# bm25 weights in declared column order: id and title are UNINDEXED (weight 0).
+_BM25: Final = "bm25(search_index, 0.0, 0.0, 10.0, 3.0, 4.0, 5.0, 3.0)"
+
+
+@dataclass(frozen=True, slots=True)
+class EntitySearchSpec:
+    """Which record fields feed which search column for one entity.
+
+    ``code`` is persisted in document ids: never renumber an entity.
+    ``name_fallback`` is used when every ``name`` field is empty (e.g. a contact
+    without ``fullname``).
+    """
+
+    entity: str
+    code: int
+    title: tuple[str, ...]
+    name: tuple[str, ...] = ()
+    name_fallback: tuple[str, ...] = ()
+    city: tuple[str, ...] = ()
+    email: tuple[str, ...] = ()
+    subject: tuple[str, ...] = ()
+    phone: tuple[str, ...] = ()
+
+
+# Field names are Dynamics 365 logical names (see shared DYNAMICS_WEB_API.md).
+# Changing a mapping needs a migration that rebuilds the index.
+SEARCHABLE_ENTITIES: Final[Mapping[str, EntitySearchSpec]] = {
+    spec.entity: spec
+    for spec in (
+        EntitySearchSpec(
+            entity="account",
+            code=1,
+            title=("name",),
+            name=("name", "accountnumber"),
+            city=("address1_city",),
+            email=("emailaddress1",),
+            phone=("telephone1",),
+        ),
+        EntitySearchSpec(
+            entity="contact",
+            code=2,
+            title=("fullname",),
+            name=("fullname",),
+            name_fallback=("firstname", "lastname"),
+            city=("address1_city",),
+            email=("emailaddress1",),
+            subject=("jobtitle",),
+            phone=("telephone1", "mobilephone"),
+        ),
+        EntitySearchSpec(
+            entity="lead",
+            code=3,
+            title=("fullname", "companyname"),
+            name=("fullname", "companyname"),
+            name_fallback=("firstname", "lastname"),
+            city=("address1_city",),
+            email=("emailaddress1",),
+            subject=("subject",),
+            phone=("telephone1", "mobilephone"),
+        ),
+        EntitySearchSpec(
+            entity="opportunity",
+            code=4,
+            title=("name",),
+            name=("name",),
+        ),
+        EntitySearchSpec(
+            entity="quote",
+            code=5,
+            title=("name", "quotenumber"),
+            name=("name", "quotenumber"),
+        ),
+        EntitySearchSpec(
+            entity="appointment",
+            code=6,
+            title=("subject",),
+            subject=("subject",),
+            city=("location",),
+        ),
+    )
+}
+_ENTITY_BY_CODE: Final = {spec.code: spec.entity for spec in SEARCHABLE_ENTITIES.values()}
+
+SEARCH_SCHEMA: Final[tuple[str, ...]] = (
+    """CREATE VIRTUAL TABLE search_index USING fts5(
+        id UNINDEXED, title UNINDEXED, name, city, email, subject, phone,
+        content='', contentless_delete=1, contentless_unindexed=1,
+        tokenize='unicode61 remove_diacritics 2', prefix='2 3')""",
+    # A bigger pending-terms buffer (default 1 MiB) means fewer, larger level-0
+    # segments during a bootstrap, hence less merging. Persisted in search_index_config.
+    "INSERT INTO search_index(search_index, rank) VALUES ('hashsize', 8388608)",
+    """CREATE TABLE search_doc_counter(
+        entity_code INTEGER PRIMARY KEY, last_doc INTEGER NOT NULL)""",
+)
+
+UPSERT_DOCUMENT_SQL: Final = (
+    "INSERT OR REPLACE INTO search_index(rowid, id, title, name, city, email, subject, phone)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+DELETE_DOCUMENT_SQL: Final = "DELETE FROM search_index WHERE rowid = ?"
+
+SearchDocument = tuple[str, str, str, str, str, str, str]
+"""``(id, title, name, city, email, subject, phone)`` as written to ``search_index``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One search result, best first.
+
+    ``score`` is bm25 as FTS5 reports it: lower (more negative) is more relevant.
+    ``title`` is the record's display name at indexing time (not folded).
+    """
+
+    entity: str
+    id: str
+    score: float
+    title: str
+
+
+# --- folding -------------------------------------------------------------------------
+
+_FOLD_MAP: Final = {
+    "ł": "l",
+    "Ł": "L",
+    "ß": "ss",
+    "ẞ": "SS",
+    "ø": "o",
+    "Ø": "O",
+    "đ": "d",
+    "Đ": "D",
+    "ð": "d",
+    "Ð": "D",
+    "æ": "ae",
+    "Æ": "AE",
+    "œ": "oe",
+    "Œ": "OE",
+    "þ": "th",
+    "Þ": "TH",
+    "\u0131": "i",  # dotless i
+    "ħ": "h",
+    "Ħ": "H",
+    "ŧ": "t",
+    "Ŧ": "T",
+    "ŀ": "l",
+    "Ŀ": "L",
+}
+_FOLD_TABLE: Final = str.maketrans(_FOLD_MAP)
+_NEEDS_FOLD: Final = re.compile("[" + "".join(_FOLD_MAP) + "]")
+_UMLAUT: Final = re.compile("[äöüÄÖÜ]")
+_UMLAUT_TABLE: Final = str.maketrans(
+    {"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue"}
+)
+# Mirrors unicode61's token characters (letters and numbers); "_" is a separator there.
+_WORD: Final = re.compile(r"[^\W_]+")
+_NON_DIGIT: Final = re.compile(r"[^0-9]+")
+# Country code -> trunk prefix used when the number is dialled nationally.
+_NATIONAL_TRUNK: Final = {"39": "", "49": "0", "33": "0", "34": "", "48": "", "43": "0", "41": "0"}
+
+
+def fold_search_text(text: str) -> str:
+    """Fold what unicode61 cannot: NFKC, then ł->l, ß->ss, ø->o, æ->ae, œ->oe...
+
+    Case and decomposable diacritics are left to the FTS5 tokenizer.
+    """
+    if text.isascii():
+        return text
+    text = unicodedata.normalize("NFKC", text)
+    if _NEEDS_FOLD.search(text) is not None:
+        text = text.translate(_FOLD_TABLE)
+    return text
+
+
+def _with_german_variant(text: str) -> str:
+    if _UMLAUT.search(text) is None:
+        return text
+    variants = [w.translate(_UMLAUT_TABLE) for w in text.split() if _UMLAUT.search(w)]
+    return f"{text} {' '.join(variants)}"
+
+
+def _phone_text(value: str) -> str:
+    digits = _NON_DIGIT.sub("", value)
+    if not digits:
+        return value
+    forms = [value]
+    if digits != value:
+        forms.append(digits)
+    stripped = value.lstrip()
+    international = None
+    if stripped.startswith("+"):
+        international = digits
+    elif digits.startswith("00"):
+        international = digits[2:]
+    if international:
+        for country, trunk in _NATIONAL_TRUNK.items():
+            if international.startswith(country) and len(international) > len(country) + 4:
+                forms.append(trunk + international[len(country) :])
+                break
+    return " ".join(forms)
+
+
+def _join(fields: Mapping[str, Any], names: tuple[str, ...]) -> str:
+    if len(names) == 1:
+        value = fields.get(names[0])
+        return value if isinstance(value, str) else ""
+    return " ".join(v for n in names if isinstance(v := fields.get(n), str) and v)
+
+
+def document_for(entity: str, record_id: str, fields: Mapping[str, Any]) -> SearchDocument | None:
+    """The search document of a live record, or None if its entity is not searchable.
+
+    Args:
+        entity: Entity logical name.
+        record_id: The record id (stored so hits can be mapped back).
+        fields: The record's field values; non-string values are ignored.
+
+    Returns:
+        ``(id, title, name, city, email, subject, phone)`` with folded text.
+    """
+    spec = SEARCHABLE_ENTITIES.get(entity)
+    if spec is None:
+        return None
+    name = _join(fields, spec.name) if spec.name else ""
+    if not name and spec.name_fallback:
+        name = _join(fields, spec.name_fallback)
+    city = _join(fields, spec.city) if spec.city else ""
+    phone = ""
+    if spec.phone:
+        phone = " ".join(_phone_text(v) for n in spec.phone if isinstance(v := fields.get(n), str))
+    title = _join(fields, spec.title) or name
+    return (
+        record_id,
+        title,
+        _with_german_variant(fold_search_text(name)),
+        _with_german_variant(fold_search_text(city)),
+        fold_search_text(_join(fields, spec.email)) if spec.email else "",
+        fold_search_text(_join(fields, spec.subject)) if spec.subject else "",
+        phone,
+    )
+
+
+def entity_code(entity: str) -> int | None:
+    """The persisted numeric code of a searchable entity (None if not searchable)."""
+    spec = SEARCHABLE_ENTITIES.get(entity)
+    return spec.code if spec else None
+
+
+def doc_range(code: int) -> tuple[int, int]:
+    """Inclusive rowid range of an entity's search documents."""
+    return code << DOC_ID_SHIFT, ((code + 1) << DOC_ID_SHIFT) - 1
+
+
+def allocate_doc_ids(conn: sqlite3.Connection, code: int, count: int) -> int:
+    """Reserve ``count`` new document ids for an entity; returns the first one.
+
+    Must run inside the caller's write transaction (ids are never reused, even if
+    the record they were given to is later deleted).
+    """
+    row = conn.execute(
+        "SELECT last_doc FROM search_doc_counter WHERE entity_code = ?", (code,)
+    ).fetchone()
+    last = row[0] if row else code << DOC_ID_SHIFT
+    conn.execute(
+        "INSERT INTO search_doc_counter(entity_code, last_doc) VALUES (?, ?)"
+        " ON CONFLICT(entity_code) DO UPDATE SET last_doc = excluded.last_doc",
+        (code, last + count),
+    )
+    return int(last) + 1
+
+
+# --- querying ------------------------------------------------------------------------
+
+
+def build_match_expression(text: str) -> str | None:
+    """Turn user text into a safe FTS5 MATCH expression (None if it has no words).
+
+    Every word is a double-quoted string, so no character of the input is FTS5
+    syntax; words of two or more characters become prefix terms; terms are ANDed.
+
+    Raises:
+        InvalidSearchTextError: ``text`` is not a string.
+    """
+    if not isinstance(text, str):
+        raise InvalidSearchTextError(f"search text must be a string, not {type(text).__name__}")
+    words = _WORD.findall(fold_search_text(text[:MAX_QUERY_CHARS]))
+    terms: list[str] = []
+    for word in words[:MAX_QUERY_TERMS]:
+        word = word[:MAX_TERM_CHARS]
+        terms.append(f'"{word}"*' if len(word) >= MIN_PREFIX_CHARS else f'"{word}"')
+    return " ".join(terms) or None
+
+
+def _resolve_entities(entities: Iterable[str] | None) -> list[tuple[int, int] | None]:
+    if entities is None:
+        return [None]
+    if isinstance(entities, str):
+        entities = (entities,)
+    ranges: list[tuple[int, int] | None] = []
+    for entity in dict.fromkeys(entities):
+        spec = SEARCHABLE_ENTITIES.get(entity) if isinstance(entity, str) else None
+        if spec is None:
+            raise UnknownSearchEntityError(f"entity {entity!r} is not searchable")
+        ranges.append(doc_range(spec.code))
+    return ranges
+
+
+def _search_range(
+    conn: sqlite3.Connection, expr: str, bounds: tuple[int, int] | None, limit: int
+) -> list[SearchHit]:
+    low, high = bounds if bounds else (-(2**63), 2**63 - 1)
+    where = "search_index MATCH :q AND rowid BETWEEN :low AND :high"
+    params: dict[str, object] = {"q": expr, "low": low, "high": high}
+    # Broad queries (e.g. "ma") can match a large share of the replica; bm25 must
+    # score every match before sorting, so rank only the newest candidates. The
+    # probe walks the doclists in rowid order and stops after the cap.
+    probe = conn.execute(
+        f"SELECT rowid FROM search_index WHERE {where} ORDER BY rowid DESC LIMIT 1 OFFSET :cap",
+        {**params, "cap": BROAD_QUERY_CANDIDATES},
+    ).fetchone()
+    if probe is not None:
+        params["low"] = probe[0] + 1
+    rows = conn.execute(
+        f"SELECT rowid, id, title, {_BM25} AS score FROM search_index WHERE {where}"
+        " ORDER BY score LIMIT :limit",
+        {**params, "limit": limit},
+    ).fetchall()
+    return [
+        SearchHit(entity=_ENTITY_BY_CODE[rowid >> DOC_ID_SHIFT], id=id_, score=score, title=title)
+        for rowid, id_, title, score in rows
+    ]
+
+
+def search(
+    conn: sqlite3.Connection,
+    text: str,
+    entities: Sequence[str] | None = None,
+    limit: int = 50,
+) -> list[SearchHit]:
+    """Full-text search of live records, best match first.
+
+    Args:
+        conn: An open connection to the local database (sqlcipher3 or sqlite3).
+        text: What the user typed; any string is safe.
+        entities: Restrict to these searchable entities (None: all six).
+        limit: Maximum number of hits, 1..500.
+
+    Returns:
+        Up to ``limit`` hits sorted by bm25 (ties by entity, id).
+
+    Raises:
+        InvalidSearchTextError: ``text`` is not a string.
+        UnknownSearchEntityError: An entity in ``entities`` is not searchable.
+        InvalidSearchLimitError: ``limit`` is not an int in 1..500.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_LIMIT:
+        raise InvalidSearchLimitError(f"limit must be an int in 1..{MAX_SEARCH_LIMIT}")
+    ranges = _resolve_entities(entities)
+    expr = build_match_expression(text)
+    if expr is None:
+        return []
+    hits: list[SearchHit] = []
+    for bounds in ranges:
+        try:
+            hits.extend(_search_range(conn, expr, bounds, limit))
+        except Exception as e:
+            # The expression builder makes syntax errors impossible; if FTS5 still
+            # rejects one, answer "no hits" rather than fail the user's keystroke.
+            if "fts5" not in str(e):
+                raise
+            _log.warning("search expression rejected by fts5: %s", type(e).__name__)
+    # bm25 uses table-wide statistics, so scores from per-entity queries compare.
+    hits.sort(key=lambda h: (h.score, h.entity, h.id))
+    return hits[:limit]
