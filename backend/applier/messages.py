@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from sync_protocol.changesets import PushRequest
+from sync_protocol.changesets import ChangesetResult, PushRequest, UpstreamBatch
 
 
 class Actor(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -71,3 +71,5 @@ encode = msgspec.msgpack.Encoder().encode
 envelope_decoder = msgspec.msgpack.Decoder(ChangesetEnvelope)
 outbound_decoder = msgspec.msgpack.Decoder(OutboundChange)
 event_decoder = msgspec.msgpack.Decoder(ChangeEvent)
+upstream_decoder = msgspec.msgpack.Decoder(UpstreamBatch)
+result_decoder = msgspec.msgpack.Decoder(ChangesetResult)

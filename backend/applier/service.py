@@ -1,0 +1,295 @@
+"""The applier: the one write path for records, from devices and from the system of record.
+
+For a device changeset: if a result is stored under its id, that result is the answer
+(idempotent replay: nothing is written again). Otherwise the touched records are read with
+one ``get_many``, the changeset is planned (:mod:`backend.applier.plan`: scope, merge,
+channels, conflicts, audit) and committed with one ``store.apply``, compare-and-swap on
+every record's version; when another writer got there first the records are read and the
+changeset planned again (bounded). After the commit, and only then, the applier announces:
+
+1. the :class:`~sync_protocol.changesets.ChangesetResult` on the result subject (core
+   NATS) for the gateway waiting on that push;
+2. a :class:`~backend.applier.messages.ChangeEvent` per touched channel (core NATS), which
+   gateways turn into "changes" pokes;
+3. an :class:`~backend.applier.messages.OutboundChange` per effective device mutation to
+   ``sync.outbound.<entity>`` (JetStream, ``Nats-Msg-Id`` = ``<changeset_id>/<index>``)
+   for the importer's writeback.
+
+The stream message is acked by the consumer loop after this returns. A crash between the
+commit and the ack redelivers the message; the stored result short-circuits the merge and
+the three announcements are made again: pokes and results are harmless twice, and
+JetStream drops outbound duplicates within its duplicate window. Beyond the window (a
+message redelivered more than ``duplicate_window`` after its first publish) writeback can
+see a change twice; it de-duplicates by ``change_id`` (see ``docs/applier.md``).
+
+Upstream batches take the same path with ``source="upstream"``, no permission limits, and
+no outbound messages (a Dynamics change must not be written back to Dynamics).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+from backend.applier.config import ApplierConfig
+from backend.applier.errors import RetriesExhaustedError
+from backend.applier.messages import ChangeEvent, ChangesetEnvelope, OutboundChange, encode
+from backend.applier.metrics import ApplierMetrics
+from backend.applier.plan import (
+    Key,
+    Plan,
+    outbound_changes,
+    plan_changeset,
+    plan_upstream,
+    result_keys,
+    touched_keys,
+    upstream_result_id,
+)
+from backend.messaging.broker import Broker
+from backend.messaging.subjects import event_subject, outbound_subject, results_subject
+from backend.store.base import RecordStore
+from backend.store.errors import VersionConflictError
+from backend.store.types import CommitResult
+from sync_protocol.changesets import ChangesetResult, UpstreamBatch
+from sync_protocol.records import Record
+from sync_protocol.rules import SyncRules
+
+logger = logging.getLogger("crmsync.applier")
+
+_RETRY_BACKOFF_S = 0.002
+
+
+def wall_ms() -> int:
+    """Server wall time in milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+class Applier:
+    """Applies device changesets and upstream batches through the merge and the store.
+
+    Args:
+        store: The record store.
+        broker: Where results, change events and outbound changes are published; ``None``
+            publishes nothing (tools and tests that only need the writes).
+        rules: Sync rules: channels, conflict policies, profiles.
+        now: Wall clock in milliseconds (injected so tests drive time).
+        config: Merge, retry and consumer settings.
+        metrics: Counters to update; a private set if ``None``.
+    """
+
+    def __init__(
+        self,
+        store: RecordStore,
+        broker: Broker | None,
+        rules: SyncRules,
+        *,
+        now: Callable[[], int] = wall_ms,
+        config: ApplierConfig | None = None,
+        metrics: ApplierMetrics | None = None,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.rules = rules
+        self.now = now
+        self.config = config or ApplierConfig()
+        self.metrics = metrics or ApplierMetrics()
+
+    # ------------------------------------------------------------------ device changesets
+
+    async def apply_changeset(
+        self, envelope: ChangesetEnvelope, *, reply_subject: str | None = None
+    ) -> ChangesetResult:
+        """Apply a device changeset once, then announce it.
+
+        Args:
+            envelope: The changeset and the actor the gateway resolved.
+            reply_subject: Where to publish the result; the changeset's results subject
+                if ``None``.
+
+        Returns:
+            The changeset's result: the stored one if it was applied before.
+
+        Raises:
+            RetriesExhaustedError: Records kept changing under the merge.
+            StoreError: The store failed (nothing was committed, or the commit is
+                recognised on the next delivery).
+            MessagingError: Publishing after the commit failed (the next delivery
+                replays the stored result and publishes again).
+        """
+        push = envelope.push
+        stored = await self.store.changeset_result(push.changeset_id)
+        if stored is not None:
+            await self._replay_changeset(envelope, stored, reply_subject)
+            return stored
+        start = time.perf_counter()
+        max_skew = self.config.max_skew_ms
+        committed = await self._commit(
+            push.changeset_id,
+            touched_keys(push.mutations),
+            lambda current, now: plan_changeset(envelope, current, self.rules, now, max_skew),
+        )
+        if isinstance(committed, ChangesetResult):
+            # Another applier committed this changeset while we were merging it.
+            await self._replay_changeset(envelope, committed, reply_subject)
+            return committed
+        plan, commit = committed
+        self.metrics.record_result("device", plan.result, time.perf_counter() - start)
+        etags = {(r.entity, r.id): r.upstream_etag for r in commit.records}
+        await self._announce(
+            plan.result,
+            plan.channels,
+            reply_subject or results_subject(push.changeset_id),
+            outbound_changes(envelope, plan.result, etags),
+        )
+        return plan.result
+
+    async def _replay_changeset(
+        self, envelope: ChangesetEnvelope, stored: ChangesetResult, reply_subject: str | None
+    ) -> None:
+        self.metrics.record_replay("device")
+        if self.broker is None:
+            return
+        current = await self.store.get_many(result_keys(stored.results))
+        etags = {k: r.upstream_etag for k, r in current.items()}
+        await self._announce(
+            stored,
+            _channels_of(current.values()),
+            reply_subject or results_subject(stored.changeset_id),
+            outbound_changes(envelope, stored, etags),
+        )
+
+    # ------------------------------------------------------------------ upstream batches
+
+    async def apply_upstream(
+        self,
+        batch: UpstreamBatch,
+        *,
+        state: Mapping[str, bytes] | None = None,
+        reply_subject: str | None = None,
+    ) -> ChangesetResult:
+        """Apply a batch from Dynamics or a file import once (idempotent by ``batch_id``).
+
+        One ``get_many`` and one ``apply`` per batch, so thousands of records cost one
+        transaction. No outbound messages: an upstream change is not written back.
+
+        Args:
+            batch: The batch.
+            state: Durable state written in the same transaction (e.g. the importer's
+                checkpoint, so it advances exactly when its records land).
+            reply_subject: If given, the (slim) result is published there.
+
+        Returns:
+            The batch's result, stored under ``upstream:<batch_id>``.
+
+        Raises:
+            RetriesExhaustedError: Records kept changing under the merge.
+        """
+        result_id = upstream_result_id(batch.batch_id)
+        stored = await self.store.changeset_result(result_id)
+        if stored is not None:
+            await self._replay_upstream(stored, reply_subject)
+            return stored
+        start = time.perf_counter()
+        committed = await self._commit(
+            result_id,
+            touched_keys(batch.mutations),
+            lambda current, now: plan_upstream(batch, current, self.rules, now, state),
+        )
+        if isinstance(committed, ChangesetResult):
+            await self._replay_upstream(committed, reply_subject)
+            return committed
+        plan, _ = committed
+        self.metrics.record_result("upstream", plan.result, time.perf_counter() - start)
+        await self._announce(plan.result, plan.channels, reply_subject, [])
+        return plan.result
+
+    async def _replay_upstream(self, stored: ChangesetResult, reply_subject: str | None) -> None:
+        self.metrics.record_replay("upstream")
+        if self.broker is None:
+            return
+        current = await self.store.get_many(result_keys(stored.results))
+        await self._announce(stored, _channels_of(current.values()), reply_subject, [])
+
+    # ------------------------------------------------------------------ shared path
+
+    async def _commit(
+        self,
+        result_id: str,
+        keys: list[Key],
+        make_plan: Callable[[Mapping[Key, Record], int], Plan],
+    ) -> tuple[Plan, CommitResult] | ChangesetResult:
+        """Read, plan and commit; on a version conflict read and plan again.
+
+        Returns:
+            The plan and its commit, or the stored result if another applier committed
+            the same changeset meanwhile.
+        """
+        attempts = self.config.max_retries + 1
+        for attempt in range(attempts):
+            current = await self.store.get_many(keys)
+            plan = make_plan(current, self.now())
+            try:
+                commit = await self.store.apply(plan.batch)
+            except VersionConflictError:
+                self.metrics.record_retry()
+                stored = await self.store.changeset_result(result_id)
+                if stored is not None:
+                    return stored
+                # Jitter keeps two appliers fighting over one record from colliding again.
+                await asyncio.sleep(random.uniform(0, _RETRY_BACKOFF_S * (attempt + 1)))
+                continue
+            if plan.result.seq == 0:
+                plan.result.seq = commit.last_seq
+            return plan, commit
+        raise RetriesExhaustedError(result_id, attempts)
+
+    async def _announce(
+        self,
+        result: ChangesetResult,
+        channels: set[str],
+        reply_subject: str | None,
+        outbound: list[OutboundChange],
+    ) -> None:
+        """Publish the result, the channel pokes and the outbound changes (in that order)."""
+        broker = self.broker
+        if broker is None:
+            return
+        if reply_subject is not None:
+            await broker.publish_core(reply_subject, encode(result))
+        if channels:
+            committed_ms = self.now()
+            for channel in sorted(channels):
+                event = ChangeEvent(channel=channel, seq=result.seq, committed_ms=committed_ms)
+                await broker.publish_core(event_subject(channel), encode(event))
+        if outbound:
+            await self._publish_outbound(broker, outbound)
+
+    async def _publish_outbound(self, broker: Broker, outbound: list[OutboundChange]) -> None:
+        # Changes to one record keep their order (writeback replays them in stream order);
+        # different records are published concurrently to save round trips.
+        per_record: dict[Key, list[OutboundChange]] = {}
+        for change in outbound:
+            per_record.setdefault((change.entity, change.id), []).append(change)
+
+        async def publish_in_order(changes: list[OutboundChange]) -> None:
+            for change in changes:
+                await broker.publish(
+                    outbound_subject(change.entity), encode(change), msg_id=change.change_id
+                )
+
+        errors = await asyncio.gather(
+            *(publish_in_order(c) for c in per_record.values()), return_exceptions=True
+        )
+        for error in errors:
+            if isinstance(error, BaseException):
+                raise error
+
+
+def _channels_of(records: Iterable[Record]) -> set[str]:
+    out: set[str] = set()
+    for record in records:
+        out.update(record.channels)
+    return out
