@@ -47,6 +47,7 @@ from backend.messaging.errors import (
     MessagingError,
     NotConnectedError,
     StreamConfigConflictError,
+    StreamNotFoundError,
     mapped_nats_errors,
     translate_nats_error,
 )
@@ -402,8 +403,28 @@ class NatsBroker:
                 # It exists (maybe created by another process just now): bring it to our shape.
                 await js.update_stream(config)
 
+    async def delete_stream(self, name: str) -> bool:
+        """Delete a stream with its messages, consumers and de-duplication state.
+
+        Args:
+            name: Stream name.
+
+        Returns:
+            True if it existed.
+        """
+        validate_name(name, kind="stream name")
+        try:
+            with mapped_nats_errors():
+                await self._jetstream().delete_stream(name)
+        except StreamNotFoundError:
+            return False
+        return True
+
     async def purge_stream(self, name: str) -> None:
         """Delete every message of a stream (tests and operators).
+
+        Sequences continue and recent ``Nats-Msg-Id`` values are still remembered as
+        duplicates; use :meth:`delete_stream` and :meth:`ensure_streams` for a clean slate.
 
         Args:
             name: Stream name.
