@@ -25,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
+
 from .changesets import FieldOutcome, Mutation, MutationResult, Outcome
 from .entities import is_uuid, schema, validate_fields
 from .errors import (
@@ -90,7 +92,7 @@ def _rank(clock: HLC, upstream_ranked: bool) -> tuple[int, HLC]:
 
 def _after(clock: HLC, floor: HLC | None) -> HLC:
     """``clock`` lifted just past ``floor`` if it does not already exceed it."""
-    if floor is None or clock > floor:
+    if floor is None or clock >= floor:
         return clock
     return HLC(floor.wall_ms, floor.counter + 1, clock.node)
 
@@ -177,20 +179,11 @@ def merge(current: Record | None, m: Mutation, ctx: MergeContext, index: int = 0
         return _reject(index, m, e)
 
     base = current or Record(entity=m.entity, id=m.id)
-    rec = Record(
-        entity=base.entity,
-        id=base.id,
-        version=base.version,
-        seq=base.seq,
+    rec = msgspec.structs.replace(
+        base,
         fields=dict(base.fields),
         clocks=dict(base.clocks),
         field_versions=dict(base.field_versions),
-        deleted=base.deleted,
-        deleted_clock=base.deleted_clock,
-        channels=base.channels,
-        origin=base.origin,
-        upstream_etag=base.upstream_etag,
-        updated_ms=base.updated_ms,
     )
     new_version = rec.version + 1
     outcomes: dict[str, FieldOutcome] = {}
@@ -209,16 +202,14 @@ def merge(current: Record | None, m: Mutation, ctx: MergeContext, index: int = 0
             content_changed |= changed
             lost_any |= fo in ("overridden", "held")
         if was_deleted:
-            content_changed |= _after_update_of_deleted(rec, m, ctx, clock)
-            if rec.deleted:
+            content_changed |= _after_update_of_deleted(rec, m, ctx)
+            if is_deleted(rec, ctx.policy):
                 lost_any = True
                 conflicts.append(
                     ConflictEntry("$deleted", m.fields, None, "auto_resolved", ctx.policy.delete)
                 )
 
-    deleted_now = is_deleted(rec, ctx.policy) if rec.deleted_clock is not None else False
-    if ctx.policy.delete == "update_wins" and rec.deleted_clock is None:
-        deleted_now = False
+    deleted_now = is_deleted(rec, ctx.policy)
     if deleted_now != rec.deleted:
         rec.deleted = deleted_now
         content_changed = True
@@ -316,7 +307,7 @@ def _merge_delete(
     """Merge a delete into the delete register; returns (changed, lost)."""
     concurrent = any(v > m.base_version for v in rec.field_versions.values())
     if not concurrent:
-        clock = _after(clock, rec.max_clock())
+        clock = _after(clock, max(rec.clocks.values()) if rec.clocks else None)
     elif ctx.policy.delete == "update_wins" and ctx.source == "device" and not rec.deleted:
         conflicts.append(ConflictEntry("$deleted", True, None, "auto_resolved", "update_wins"))
         return False, True
@@ -332,7 +323,7 @@ def _merge_delete(
     return changed, lost
 
 
-def _after_update_of_deleted(rec: Record, m: Mutation, ctx: MergeContext, clock: HLC) -> bool:
+def _after_update_of_deleted(rec: Record, m: Mutation, ctx: MergeContext) -> bool:
     """An update reached a tombstone: ``update_wins`` resurrects it (unless upstream deleted)."""
     if (
         ctx.policy.delete == "update_wins"
