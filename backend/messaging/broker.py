@@ -228,7 +228,8 @@ class NatsBroker:
         self.streams = streams
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
-        # stop event -> "loop finished" event of every running consume() call
+        # "loop finished" event -> stop event, per running consume() call (several calls may
+        # share one stop event, so the finished event is the key)
         self._running_consumers: dict[asyncio.Event, asyncio.Event] = {}
         self._last_connect_error: BaseException | None = None
         self._closing = False
@@ -304,12 +305,12 @@ class NatsBroker:
             return
         self._closing = True
         running = list(self._running_consumers.items())
-        for stop, _ in running:
+        for _, stop in running:
             stop.set()
         if running:
             try:
                 await asyncio.wait_for(
-                    asyncio.gather(*(done.wait() for _, done in running)), _CLOSE_WAIT_S
+                    asyncio.gather(*(done.wait() for done, _ in running)), _CLOSE_WAIT_S
                 )
             except TimeoutError:
                 logger.warning("consumer loops still busy after %ss; closing anyway", _CLOSE_WAIT_S)
@@ -594,12 +595,12 @@ class NatsBroker:
         )
         stop_event = stop if stop is not None else asyncio.Event()
         done = asyncio.Event()
-        self._running_consumers[stop_event] = done
+        self._running_consumers[done] = stop_event
         try:
             return await loop.run(stop_event)
         finally:
             done.set()
-            self._running_consumers.pop(stop_event, None)
+            self._running_consumers.pop(done, None)
 
     async def _publish_dead_letter(
         self, subject: str, data: bytes, headers: dict[str, str]

@@ -398,3 +398,42 @@ async def test_worker_killed_mid_batch_gets_its_messages_redelivered(
         return s.num_ack_pending == 0 and s.num_pending == 0
 
     await eventually(settled)
+
+
+async def test_close_waits_for_every_loop_even_when_they_share_a_stop_event(
+    nats_config: NatsConfig, broker: NatsBroker
+) -> None:
+    await _publish_n(broker, 2)
+    worker = NatsBroker(nats_config)
+    await worker.connect()
+    entered: list[int] = []
+    both_in = asyncio.Event()
+    release = {1: asyncio.Event(), 2: asyncio.Event()}
+
+    async def handler(batch: Sequence[Delivery]) -> None:
+        entered.extend(d.stream_seq for d in batch)
+        if len(entered) == 2:
+            both_in.set()
+        await release[batch[0].stream_seq].wait()
+
+    shared_stop = asyncio.Event()
+    loops = [
+        asyncio.create_task(
+            worker.consume(CHANGESETS_STREAM, "applier", handler, batch=1, stop=shared_stop)
+        )
+        for _ in range(2)
+    ]
+    await asyncio.wait_for(both_in.wait(), 10)
+    closing = asyncio.create_task(worker.close())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not closing.done(), "close must wait for the handlers"
+    release[1].set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not closing.done(), "close must wait for the second handler too"
+    release[2].set()
+    await asyncio.wait_for(closing, 10)
+    stats = await asyncio.wait_for(asyncio.gather(*loops), 5)
+    assert sorted(entered) == [1, 2]
+    assert [s.acked for s in stats] == [1, 1]
