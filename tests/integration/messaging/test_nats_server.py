@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
 import socket
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from backend.messaging import NatsBroker, NatsConfig
 from backend.messaging.subjects import CHANGESETS_STREAM, changeset_subject
@@ -144,3 +150,60 @@ async def test_jetstream_data_survives_a_restart_on_the_same_store(tmp_path: Pat
         # The duplicate window survives the restart too.
         again = await broker.publish(changeset_subject("dev1"), b"kept", msg_id="cs-1")
         assert again.duplicate
+
+
+def _self_signed_pem(tmp_path: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nats-1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_production_cluster_config_is_valid(tmp_path: Path) -> None:
+    conf = Path(__file__).resolve().parents[3] / "infra" / "nats" / "cluster.conf"
+    cert, key = _self_signed_pem(tmp_path)
+    env = dict(
+        os.environ,
+        NATS_SERVER_NAME="nats-1",
+        NATS_ROUTE_1="nats-route://nats-1:6222",
+        NATS_ROUTE_2="nats-route://nats-2:6222",
+        NATS_ROUTE_3="nats-route://nats-3:6222",
+        NATS_ROUTE_PASSWORD="r",
+        NATS_TLS_CERT=str(cert),
+        NATS_TLS_KEY=str(key),
+        NATS_TLS_CA=str(cert),
+        NATS_GATEWAY_PASSWORD="g",
+        NATS_APPLIER_PASSWORD="a",
+        NATS_IMPORTER_PASSWORD="i",
+        NATS_SYS_PASSWORD="s",
+    )
+    result = subprocess.run(
+        [str(find_nats_server_binary()), "-t", "-c", str(conf)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is valid" in result.stdout + result.stderr
