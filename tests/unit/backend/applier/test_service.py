@@ -1,0 +1,208 @@
+"""The Applier service: commit, idempotent replay, re-merge on version conflicts, announcements."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from backend.applier.config import ApplierConfig
+from backend.applier.errors import RetriesExhaustedError
+from backend.applier.messages import event_decoder, outbound_decoder, result_decoder
+from backend.applier.service import Applier
+from backend.messaging.errors import BrokerTimeoutError
+from sync_protocol.changesets import Mutation, UpstreamBatch
+from sync_protocol.hlc import HLC
+
+NOW = 1_800_000_000_000
+REP = "00000000-0000-4000-8000-000000000001"
+A1 = "10000000-0000-4000-8000-000000000001"
+A2 = "10000000-0000-4000-8000-000000000002"
+
+
+def _two_creates(envelope, ts):
+    return envelope(
+        [
+            Mutation(entity="account", id=A1, clock=ts(5), fields={"name": "Uno"}),
+            Mutation(entity="contact", id=A2, clock=ts(6), fields={"lastname": "Rossi"}),
+        ]
+    )
+
+
+async def test_apply_commits_then_publishes_result_events_and_outbound(
+    applier, store, broker, envelope, ts
+) -> None:
+    result = await applier.apply_changeset(_two_creates(envelope, ts))
+
+    assert [r.outcome for r in result.results] == ["applied", "applied"]
+    assert result.seq == store.seq == 2
+    assert store.records[("account", A1)].fields["name"] == "Uno"
+    (res,) = broker.on("sync.results.")
+    assert res.subject == "sync.results.dev-a:1"
+    assert result_decoder.decode(res.data) == result
+    (event,) = broker.on("crm.events.")
+    assert event.subject == f"crm.events.owner:{REP}"
+    assert event_decoder.decode(event.data).seq == 2
+    outbound = broker.on("sync.outbound.")
+    assert [o.subject for o in outbound] == ["sync.outbound.account", "sync.outbound.contact"]
+    assert [o.msg_id for o in outbound] == ["dev-a:1/0", "dev-a:1/1"]
+    change = outbound_decoder.decode(outbound[0].data)
+    assert (change.created, change.seq, change.device_id) == (True, 2, "dev-a")
+    # Result first (the waiting gateway), outbound last.
+    kinds = [p.subject.split(".")[0] + "." + p.subject.split(".")[1] for p in broker.published]
+    assert kinds == ["sync.results", "crm.events", "sync.outbound", "sync.outbound"]
+
+
+async def test_reapplying_a_changeset_returns_the_stored_result_and_writes_nothing(
+    applier, store, broker, envelope, ts
+) -> None:
+    env = _two_creates(envelope, ts)
+    first = await applier.apply_changeset(env)
+    applies, audit = store.applies, len(store.audit)
+
+    second = await applier.apply_changeset(env)
+
+    assert msgspec.msgpack.encode(second) == msgspec.msgpack.encode(first)
+    assert (store.applies, len(store.audit)) == (applies, audit)
+    # The result and pokes go out again; JetStream drops the outbound duplicates.
+    assert len(broker.on("sync.results.")) == 2
+    assert len(broker.on("crm.events.")) == 2
+    assert len(broker.on("sync.outbound.")) == 2
+    assert applier.metrics.tally["device.replays"] == 1
+
+
+async def test_result_goes_to_the_reply_subject_when_given(applier, broker, envelope, ts) -> None:
+    await applier.apply_changeset(_two_creates(envelope, ts), reply_subject="_INBOX.gw1.7")
+
+    assert [p.subject for p in broker.on("_INBOX.")] == ["_INBOX.gw1.7"]
+    assert broker.on("sync.results.") == []
+
+
+async def test_version_conflict_rereads_and_remerges(
+    applier, store, envelope, ts, stored_account
+) -> None:
+    store.records[("account", A1)] = stored_account(A1, version=1)
+
+    def rival_write() -> None:
+        rec = store.records[("account", A1)]
+        rec.version = 2
+        rec.fields["telephone1"] = "+39 011 1"
+        rec.field_versions["telephone1"] = 2
+        rec.clocks["telephone1"] = HLC(NOW, 0, "dev-z")
+
+    store.before_apply = rival_write
+    env = envelope(
+        [Mutation(entity="account", id=A1, clock=ts(5), base_version=1, fields={"name": "Mio"})]
+    )
+
+    result = await applier.apply_changeset(env)
+
+    assert result.results[0].outcome == "merged"
+    rec = store.records[("account", A1)]
+    assert (rec.version, rec.fields["name"], rec.fields["telephone1"]) == (3, "Mio", "+39 011 1")
+    assert applier.metrics.tally["retries"] == 1
+
+
+async def test_gives_up_after_bounded_retries(store, broker, rules, envelope, ts) -> None:
+    async def always_conflict(batch):
+        from backend.store.errors import VersionConflictError
+
+        raise VersionConflictError([("account", A1)])
+
+    store.apply = always_conflict  # type: ignore[method-assign]
+    applier = Applier(store, broker, rules, now=lambda: NOW, config=ApplierConfig(max_retries=2))
+
+    with pytest.raises(RetriesExhaustedError) as info:
+        await applier.apply_changeset(_two_creates(envelope, ts))
+
+    assert info.value.code == "applier.retries_exhausted"
+    assert info.value.attempts == 3
+    assert broker.published == []
+
+
+async def test_changeset_committed_by_another_applier_meanwhile_is_replayed(
+    applier, store, broker, envelope, ts, rules
+) -> None:
+    env = _two_creates(envelope, ts)
+    rival = Applier(store, None, rules, now=lambda: NOW)
+    original_get_many = store.get_many
+
+    async def rival_commits_first(keys):
+        store.get_many = original_get_many  # type: ignore[method-assign]
+        current = await original_get_many(keys)
+        await rival.apply_changeset(env)
+        return current
+
+    store.get_many = rival_commits_first  # type: ignore[method-assign]
+
+    result = await applier.apply_changeset(env)
+
+    assert store.applies == 1
+    assert result == await store.changeset_result("dev-a:1")
+    assert applier.metrics.tally["device.replays"] == 1
+
+
+async def test_failed_outbound_publish_is_redone_by_the_redelivery(
+    applier, store, broker, envelope, ts
+) -> None:
+    env = _two_creates(envelope, ts)
+    broker.fail_jetstream = True
+    with pytest.raises(BrokerTimeoutError):
+        await applier.apply_changeset(env)
+    assert store.applies == 1 and broker.on("sync.outbound.") == []
+
+    broker.fail_jetstream = False
+    await applier.apply_changeset(env)
+
+    assert store.applies == 1
+    assert [o.msg_id for o in broker.on("sync.outbound.")] == ["dev-a:1/0", "dev-a:1/1"]
+
+
+async def test_upstream_batch_is_idempotent_and_never_goes_outbound(applier, store, broker) -> None:
+    batch = UpstreamBatch(
+        batch_id="load-1",
+        source="dynamics",
+        mutations=[
+            Mutation(
+                entity="account",
+                id=A1,
+                clock=HLC(NOW, 0, "upstream:dynamics"),
+                fields={"name": "Rossi", "ownerid": REP, "territory": "IT-NW", "country": "IT"},
+            )
+        ],
+    )
+
+    first = await applier.apply_upstream(batch, state={"cp": b"1"})
+    again = await applier.apply_upstream(batch)
+
+    assert first == again
+    assert first.changeset_id == "upstream:load-1"
+    assert store.applies == 1
+    assert store.state == {"cp": b"1"}
+    assert broker.on("sync.outbound.") == []
+    events = {p.subject for p in broker.on("crm.events.")}
+    assert events == {
+        "crm.events.country:IT",
+        f"crm.events.owner:{REP}",
+        "crm.events.territory:IT-NW",
+    }
+    assert applier.metrics.tally["upstream.applied"] == 1
+
+
+async def test_all_rejected_changeset_still_stores_its_result(
+    applier, store, broker, envelope, ts
+) -> None:
+    env = envelope([Mutation(entity="nope", id=A1, clock=ts(1), fields={"x": 1})])
+
+    result = await applier.apply_changeset(env)
+
+    assert result.results[0].code == "unknown_entity"
+    assert await store.changeset_result("dev-a:1") == result
+    assert broker.on("crm.events.") == [] and broker.on("sync.outbound.") == []
+    assert applier.metrics.tally["device.rejected"] == 1
+
+
+async def test_without_a_broker_nothing_is_published(store, rules, envelope, ts) -> None:
+    applier = Applier(store, None, rules, now=lambda: NOW)
+    result = await applier.apply_changeset(_two_creates(envelope, ts))
+    assert result.results[0].outcome == "applied"
+    assert (await applier.apply_changeset(_two_creates(envelope, ts))) == result
