@@ -114,12 +114,13 @@ def _reject(index: int, m: Mutation, error: ProtocolError) -> MergeResult:
 
 def _check(m: Mutation, current: Record | None, ctx: MergeContext) -> HLC:
     """Validate the mutation and return its (bounded) clock, or raise a ProtocolError."""
-    schema(m.entity)
+    if m.op == "upsert":
+        validate_fields(m.entity, m.fields, allow_system=ctx.source == "upstream")
+    else:
+        schema(m.entity)
     if not is_uuid(m.id):
         raise InvalidRecordIdError("record id must be a lower-case UUID", entity=m.entity)
     clock = validate(m.clock)
-    if m.op == "upsert":
-        validate_fields(m.entity, m.fields, allow_system=ctx.source == "upstream")
     perm = ctx.permission
     if perm is not None:
         exists = current is not None and not current.deleted
@@ -130,8 +131,8 @@ def _check(m: Mutation, current: Record | None, ctx: MergeContext) -> HLC:
             raise OperationNotAllowedError(f"may not create {m.entity}", entity=m.entity)
         elif exists and not perm.update:
             raise OperationNotAllowedError(f"may not update {m.entity}", entity=m.entity)
-        for name in m.fields:
-            if not perm.may_write(name):
+        if perm.fields is not None:
+            for name in m.fields.keys() - perm.fields:
                 raise FieldNotWritableError(
                     f"{m.entity}.{name} is not writable", entity=m.entity, field=name
                 )
