@@ -17,6 +17,7 @@ from backend.messaging import ConsumeStats, Delivery, NatsBroker, NatsConfig
 from backend.messaging.errors import (
     InvalidNameError,
     MessagingConfigError,
+    MessagingError,
     StreamNotFoundError,
 )
 from backend.messaging.subjects import (
@@ -32,6 +33,7 @@ from backend.messaging.subjects import (
     dead_letter_subject,
     upstream_subject,
 )
+from infra.nats.server import NatsServer
 
 CRASH_CONSUMER = Path(__file__).with_name("crash_consumer.py")
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -437,3 +439,47 @@ async def test_close_waits_for_every_loop_even_when_they_share_a_stop_event(
     stats = await asyncio.wait_for(asyncio.gather(*loops), 5)
     assert sorted(entered) == [1, 2]
     assert [s.acked for s in stats] == [1, 1]
+
+
+async def test_consumer_and_publisher_survive_a_server_restart(tmp_path: Path, eventually) -> None:
+    store = tmp_path / "store"
+    first = NatsServer(store_dir=store)
+    await first.astart()
+    port = first.port
+    config = NatsConfig(servers=(first.url,), reconnect_time_wait=0.05, request_timeout=2.0)
+    seen: list[bytes] = []
+    stop = asyncio.Event()
+
+    async def handler(batch: Sequence[Delivery]) -> None:
+        seen.extend(d.data for d in batch)
+
+    second: NatsServer | None = None
+    try:
+        async with NatsBroker(config) as broker:
+            await broker.ensure_streams()
+            task = asyncio.create_task(
+                broker.consume(CHANGESETS_STREAM, "applier", handler, fetch_wait=0.2, stop=stop)
+            )
+            await broker.publish(changeset_subject("d"), b"before", msg_id="before")
+            await eventually(lambda: seen == [b"before"])
+
+            await first.astop()
+            second = NatsServer(port=port, store_dir=store)
+            await second.astart()
+
+            async def published_after_restart() -> bool:
+                try:
+                    await broker.publish(changeset_subject("d"), b"after", msg_id="after")
+                except MessagingError:
+                    return False  # still reconnecting
+                return True
+
+            await eventually(published_after_restart, message="publish after restart")
+            await eventually(lambda: b"after" in seen, message="consume after restart")
+            stop.set()
+            await asyncio.wait_for(task, 10)
+        assert seen.count(b"before") == 1
+    finally:
+        await first.astop()
+        if second is not None:
+            await second.astop()
