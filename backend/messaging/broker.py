@@ -59,7 +59,13 @@ from backend.messaging.messages import (
     PublishAck,
 )
 from backend.messaging.pull_consumer import ConsumerSettings, PullConsumer
-from backend.messaging.subjects import MSG_ID_HEADER, STREAMS, StreamSpec, validate_name
+from backend.messaging.subjects import (
+    MSG_ID_HEADER,
+    STREAMS,
+    StreamSpec,
+    max_deliveries_advisory_subject,
+    validate_name,
+)
 
 logger = logging.getLogger("crmsync.messaging")
 
@@ -596,11 +602,33 @@ class NatsBroker:
         stop_event = stop if stop is not None else asyncio.Event()
         done = asyncio.Event()
         self._running_consumers[done] = stop_event
+        advisories: CoreSubscription | None = None
         try:
+            if settings.max_deliver > 0:
+                advisories = await self._watch_max_deliveries(loop)
             return await loop.run(stop_event)
         finally:
+            if advisories is not None:
+                await advisories.unsubscribe()
             done.set()
             self._running_consumers.pop(done, None)
+
+    async def _watch_max_deliveries(self, loop: PullConsumer) -> CoreSubscription:
+        """Let the workers of a durable dead-letter what the server gave up on.
+
+        A queue group, so one live worker handles each advisory; the dead letter's
+        ``Nats-Msg-Id`` makes a second copy (from any path) a no-op.
+        """
+        s = loop.settings
+
+        async def on_advisory(message: CoreMessage) -> None:
+            await loop.on_max_deliveries(message.data)
+
+        return await self.subscribe_core(
+            max_deliveries_advisory_subject(s.stream, s.durable),
+            on_advisory,
+            queue=f"crmsync-dlq-{s.stream}-{s.durable}",
+        )
 
     async def _publish_dead_letter(
         self, subject: str, data: bytes, headers: dict[str, str]

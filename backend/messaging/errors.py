@@ -114,6 +114,12 @@ class StreamConfigConflictError(MessagingError):
     code = "messaging.config_conflict"
 
 
+class DeliveryLimitError(MessagingError):
+    """A message reached max_deliver without an ack (its workers crashed or timed out)."""
+
+    code = "messaging.max_deliveries_exceeded"
+
+
 class JetStreamUnavailableError(MessagingError):
     """JetStream is not enabled or temporarily unavailable (no quorum, no leader)."""
 

@@ -16,7 +16,10 @@ Guarantees, in the order they matter:
   alone are nak'd with a delay and come back later.
 * **Poison messages end.** On its last allowed delivery (``max_deliver``) a failing message
   is copied to the dead-letter stream with headers saying where it came from and why, then
-  terminated. It also stays in its own stream (limits retention) until ``max_age``.
+  terminated. A message that never fails but kills or stalls every worker that takes it
+  reaches ``max_deliver`` without a handler error: the server's MAX_DELIVERIES advisory
+  makes a live worker copy it to the dead-letter stream too. Either way it also stays in
+  its own stream (limits retention) until ``max_age``.
 * **Graceful stop.** When ``stop`` is set the loop finishes the batch in hand (handler,
   acks) and returns; cancelling the task instead hands unsettled messages straight back.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +39,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from backend.messaging.errors import (
+    DeliveryLimitError,
     MessagingConfigError,
     MessagingError,
     NotConnectedError,
@@ -206,6 +211,65 @@ class PullConsumer:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
         return self.stats
+
+    async def on_max_deliveries(self, advisory: bytes) -> None:
+        """Dead-letter a message the server gave up on (MAX_DELIVERIES advisory).
+
+        Args:
+            advisory: The advisory's JSON body (``stream``, ``consumer``, ``stream_seq``,
+                ``deliveries``).
+        """
+        s = self.settings
+        try:
+            event = json.loads(advisory)
+            seq = int(event["stream_seq"])
+            deliveries = int(event.get("deliveries", 0))
+        except (ValueError, KeyError, TypeError):
+            logger.warning("ignoring a malformed MAX_DELIVERIES advisory on %s", s.stream)
+            return
+        logger.error(
+            "%s seq %d reached %d deliveries on %s without an ack; dead-lettering it",
+            s.stream,
+            seq,
+            deliveries,
+            s.durable,
+        )
+        if not s.dead_letter:
+            return
+        try:
+            raw = await self._js.get_msg(s.stream, seq)
+        except nats.errors.Error as e:
+            logger.error(
+                "could not read %s seq %d to dead-letter it (%s)",
+                s.stream,
+                seq,
+                translate_nats_error(e).code,
+            )
+            return
+        delivery = Delivery(
+            subject=raw.subject or "",
+            data=raw.data or b"",
+            headers=dict(raw.headers or {}),
+            stream=s.stream,
+            consumer=s.durable,
+            stream_seq=seq,
+            consumer_seq=0,
+            num_delivered=deliveries,
+            num_pending=0,
+        )
+        error = DeliveryLimitError(
+            f"delivered {deliveries} times without an ack (workers crashed or timed out)"
+        )
+        try:
+            await self._publish_dead_letter(
+                dead_letter_subject(s.stream, s.durable),
+                delivery.data,
+                _dead_letter_headers(delivery, error),
+            )
+        except MessagingError as e:
+            logger.error("could not dead-letter %s seq %d (%s)", s.stream, seq, e.code)
+        else:
+            self.stats.dead_lettered += 1
 
     # ------------------------------------------------------------------ batch handling
 

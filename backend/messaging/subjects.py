@@ -279,6 +279,19 @@ def dead_letter_subject(stream: str, consumer: str) -> str:
     return f"{DEADLETTER_PREFIX}.{encode_token(stream)}.{encode_token(consumer)}"
 
 
+def max_deliveries_advisory_subject(stream: str, consumer: str) -> str:
+    """Subject of the server's advisory when a consumer's message hits ``max_deliver``.
+
+    Args:
+        stream: Stream name.
+        consumer: Consumer name.
+
+    Returns:
+        ``$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>``.
+    """
+    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"
+
+
 # ------------------------------------------------------------------ names
 
 

@@ -346,32 +346,47 @@ async def test_bad_consumer_arguments_are_typed_errors(broker: NatsBroker) -> No
         await broker.consume("NO_SUCH_STREAM", "applier", handler)
 
 
-async def test_worker_killed_mid_batch_gets_its_messages_redelivered(
-    broker: NatsBroker, nats_server, eventually
-) -> None:
-    seqs = await _publish_n(broker, 4)
-    ack_wait = 1.0
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+async def _crash_worker_holding(
+    url: str, batch: int, ack_wait: float, max_deliver: int = 5
+) -> tuple[asyncio.subprocess.Process, list[int]]:
+    """Start a consumer process, wait until it holds a batch unacked; return it and the seqs."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(CRASH_CONSUMER),
-        nats_server.url,
+        url,
         CHANGESETS_STREAM,
         "applier",
         str(ack_wait),
-        "4",
+        str(batch),
+        str(max_deliver),
         stdout=asyncio.subprocess.PIPE,
-        env=env,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
         cwd=str(REPO_ROOT),
     )
     try:
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), 20)
-        assert json.loads(line)["seqs"] == seqs  # the whole batch is in the dying worker
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGKILL)
-        await proc.wait()
+        seqs: list[int] = json.loads(line)["seqs"]
+    except BaseException:
+        await _sigkill(proc)
+        raise
+    return proc, seqs
+
+
+async def _sigkill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+
+
+async def test_worker_killed_mid_batch_gets_its_messages_redelivered(
+    broker: NatsBroker, nats_server, eventually
+) -> None:
+    seqs = await _publish_n(broker, 4)
+    ack_wait = 1.0
+    proc, held = await _crash_worker_holding(nats_server.url, batch=4, ack_wait=ack_wait)
+    assert held == seqs  # the whole batch is in the dying worker
+    await _sigkill(proc)
     assert proc.returncode == -signal.SIGKILL
 
     redelivered: list[Delivery] = []
@@ -483,3 +498,54 @@ async def test_consumer_and_publisher_survive_a_server_restart(tmp_path: Path, e
         await first.astop()
         if second is not None:
             await second.astop()
+
+
+async def test_message_that_kills_every_worker_is_dead_lettered_from_the_advisory(
+    broker: NatsBroker, nats_server, eventually
+) -> None:
+    [seq] = await _publish_n(broker, 1)
+    ack_wait, max_deliver = 0.5, 1
+    proc, held = await _crash_worker_holding(
+        nats_server.url, batch=1, ack_wait=ack_wait, max_deliver=max_deliver
+    )
+    assert held == [seq]
+    survivor_stats = ConsumeStats()
+    stop = asyncio.Event()
+    handled: list[Delivery] = []
+
+    async def survivor(batch: Sequence[Delivery]) -> None:
+        handled.extend(batch)
+
+    survivor_task = asyncio.create_task(
+        broker.consume(
+            CHANGESETS_STREAM,
+            "applier",
+            survivor,
+            ack_wait=ack_wait,
+            max_deliver=max_deliver,
+            fetch_wait=0.2,
+            stop=stop,
+            stats=survivor_stats,
+        )
+    )
+    try:
+        await _sigkill(proc)  # the "poison" took its worker down without a handler error
+        await eventually(lambda: survivor_stats.dead_lettered == 1, message="no dead letter")
+    finally:
+        stop.set()
+        await asyncio.wait_for(survivor_task, 10)
+    assert handled == []  # the server does not hand it out again
+
+    letters: list[Delivery] = []
+    got = asyncio.Event()
+
+    async def read_dlq(batch: Sequence[Delivery]) -> None:
+        letters.extend(batch)
+        got.set()
+
+    await _run_until(broker, got, DEADLETTER_STREAM, "ops", read_dlq, fetch_wait=0.2)
+    [letter] = letters
+    assert letter.data == b"m0"
+    assert letter.headers[DLQ_SEQ_HEADER] == str(seq)
+    assert letter.headers[DLQ_MSG_ID_HEADER] == "m-0"
+    assert "max_deliveries_exceeded" in letter.headers[DLQ_ERROR_HEADER]
