@@ -46,3 +46,31 @@ class NotFoundError(StoreError):
 
     code = "not_found"
     status = 404
+
+
+class DuplicateChangesetError(VersionConflictError):
+    """The batch's changeset result is already stored: another worker applied it first.
+
+    A :class:`VersionConflictError`, so a read-merge-retry loop re-reads and then finds the
+    stored result to replay.
+    """
+
+    code = "duplicate_changeset"
+
+    def __init__(self, changeset_id: str) -> None:
+        self.changeset_id = changeset_id
+        super().__init__([("$changeset", changeset_id)])
+
+
+class InvalidRequestError(StoreError):
+    """A store call with arguments no adapter can honour (a bad limit, a malformed write)."""
+
+    code = "invalid_store_request"
+    status = 400
+
+
+class StoreConfigError(StoreError):
+    """The store configuration is invalid (raised when it is loaded)."""
+
+    code = "store_config_invalid"
+    status = 500

@@ -1,0 +1,988 @@
+"""The embedded record store: one SQLite file in WAL mode.
+
+One writer connection, used only from one worker thread, takes ``BEGIN IMMEDIATE`` for
+every write, so writes from this process are serialised and writes from other processes
+wait on SQLite's lock (``busy_timeout``). Reads run on a small pool of read connections in
+their own threads; WAL lets them (and other processes) read while one process writes,
+each read seeing one committed snapshot.
+
+Schema (see ``docs/store.md``): ``records`` holds each record once, as the msgpack of its
+:class:`~sync_protocol.records.Record` plus the indexed columns the store needs without
+decoding it; ``feed`` holds one row per ``(channel, record)`` with the sequence of the
+record's latest state in that channel (a live state or a removal), indexed by
+``(channel, seq)`` for the change feed and keyed by ``(channel, entity, id)`` for
+snapshots; ``channels`` maps channel names to small integers and holds the per-channel
+checksums. Migrations are numbered and tracked with ``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import heapq
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from sync_protocol.changesets import ChangesetResult
+from sync_protocol.checksum import EMPTY, ChannelChecksum, record_hash
+from sync_protocol.records import Record
+
+from .base import RecordStore
+from .config import StoreConfig
+from .errors import (
+    CheckpointTooOldError,
+    DuplicateChangesetError,
+    InvalidRequestError,
+    NotFoundError,
+    StoreError,
+    StoreUnavailableError,
+    VersionConflictError,
+)
+from .types import (
+    AuditEntry,
+    BlobMeta,
+    ChangePage,
+    CommitResult,
+    ConflictRecord,
+    FeedEntry,
+    WriteBatch,
+)
+
+T = TypeVar("T")
+Key = tuple[str, str]
+
+_MASK = (1 << 64) - 1
+_SIGN = 1 << 63
+_KEYS_PER_QUERY = 500  # well under SQLite's host-parameter limit
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_record = msgspec.msgpack.Decoder(Record).decode
+_decode_changeset = msgspec.msgpack.Decoder(ChangesetResult).decode
+_decode_conflict = msgspec.msgpack.Decoder(ConflictRecord).decode
+_decode_audit = msgspec.msgpack.Decoder(AuditEntry).decode
+_decode_blob_meta = msgspec.msgpack.Decoder(BlobMeta).decode
+
+
+def _signed(h: int) -> int:
+    """A 64-bit unsigned value as SQLite's signed INTEGER."""
+    return h - (1 << 64) if h >= _SIGN else h
+
+
+def wall_ms() -> int:
+    """Wall-clock time in milliseconds (the default store clock)."""
+    return time.time_ns() // 1_000_000
+
+
+# Each entry is one schema version; never edit a released one, append a new one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        "INSERT INTO meta (key, value) VALUES ('head_seq', 0), ('oldest_seq', 0)",
+        """CREATE TABLE channels (
+            chan INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            count INTEGER NOT NULL DEFAULT 0,
+            digest INTEGER NOT NULL DEFAULT 0
+        )""",
+        # chans: the record's channel ids, comma-separated; hash: its checksum hash
+        # (signed), so a write can subtract the old state without decoding it.
+        """CREATE TABLE records (
+            rid INTEGER PRIMARY KEY,
+            entity TEXT NOT NULL,
+            id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            deleted INTEGER NOT NULL,
+            chans TEXT NOT NULL,
+            hash INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            UNIQUE (entity, id)
+        )""",
+        "CREATE INDEX records_tombstones ON records (at_ms) WHERE deleted = 1",
+        """CREATE TABLE feed (
+            chan INTEGER NOT NULL,
+            entity TEXT NOT NULL,
+            id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            removed INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL,
+            PRIMARY KEY (chan, entity, id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX feed_seq ON feed (chan, seq)",
+        "CREATE INDEX feed_removals ON feed (at_ms) WHERE removed = 1",
+        """CREATE TABLE changesets (
+            changeset_id TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL,
+            data BLOB NOT NULL
+        )""",
+        "CREATE INDEX changesets_device ON changesets (device_id, seq)",
+        "CREATE INDEX changesets_age ON changesets (at_ms)",
+        """CREATE TABLE conflicts (
+            id TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            created_ms INTEGER NOT NULL,
+            data BLOB NOT NULL
+        )""",
+        "CREATE INDEX conflicts_created ON conflicts (created_ms)",
+        "CREATE INDEX conflicts_status ON conflicts (status, created_ms)",
+        """CREATE TABLE audit (
+            n INTEGER PRIMARY KEY,
+            entity TEXT NOT NULL,
+            record_id TEXT NOT NULL,
+            at_ms INTEGER NOT NULL,
+            data BLOB NOT NULL
+        )""",
+        "CREATE INDEX audit_record ON audit (entity, record_id, n)",
+        """CREATE TABLE state (
+            key TEXT PRIMARY KEY,
+            value BLOB NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE TABLE blobs (
+            sha256 TEXT PRIMARY KEY,
+            meta BLOB NOT NULL,
+            data BLOB NOT NULL
+        )""",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_SQL_FEED = (
+    "SELECT f.seq, f.removed, f.entity, f.id, ?, r.seq, r.data FROM feed AS f INDEXED BY feed_seq"
+    " LEFT JOIN records AS r ON f.removed = 0 AND r.entity = f.entity AND r.id = f.id"
+    " WHERE f.chan = ? AND f.seq > ? ORDER BY f.seq"
+)
+_SQL_SCAN = (
+    "SELECT f.entity, f.id, r.seq, r.data FROM feed AS f"
+    " JOIN records AS r ON r.entity = f.entity AND r.id = f.id"
+    " WHERE f.chan = ? AND f.removed = 0 AND r.deleted = 0 {after}"
+    " ORDER BY f.entity, f.id"
+)
+_SQL_INSERT_RECORD = (
+    "INSERT INTO records (entity, id, version, seq, deleted, chans, hash, at_ms, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQL_UPDATE_RECORD = (
+    "UPDATE records SET version = ?, seq = ?, deleted = ?, chans = ?, hash = ?, at_ms = ?,"
+    " data = ? WHERE rid = ?"
+)
+_SQL_FEED_ROW = (
+    "INSERT OR REPLACE INTO feed (chan, entity, id, seq, removed, at_ms) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _by_entity(keys: Iterable[Key]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for entity, id_ in keys:
+        grouped.setdefault(entity, []).append(id_)
+    return grouped
+
+
+def _parse_chans(text: str) -> list[int]:
+    return [int(c) for c in text.split(",")] if text else []
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Turn sqlite3 exceptions into store errors at the adapter boundary."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except (sqlite3.OperationalError, sqlite3.DatabaseError) as e:
+        if isinstance(e, sqlite3.IntegrityError):
+            raise StoreError(f"sqlite integrity error: {e}") from e
+        raise StoreUnavailableError(f"sqlite: {e}") from e
+    except sqlite3.Error as e:
+        raise StoreError(f"sqlite: {e}") from e
+
+
+class SqliteRecordStore(RecordStore):
+    """:class:`RecordStore` over one SQLite file (WAL, one writer thread, pooled readers).
+
+    Args:
+        config: The store configuration (``sqlite_*`` fields and retention).
+        clock: Wall time in milliseconds; stamps feed entries, tombstones and results so
+            that :meth:`compact` can age them out. Injected so tests drive time.
+    """
+
+    def __init__(self, config: StoreConfig, clock: Callable[[], int] = wall_ms) -> None:
+        self.config = config
+        self.path = Path(config.sqlite_path)
+        self._clock = clock
+        self._writer_pool: ThreadPoolExecutor | None = None
+        self._reader_pool: ThreadPoolExecutor | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        # name -> id of channels known to be committed; ids are never reused or deleted.
+        self._chan_ids: dict[str, int] = {}
+        self._chan_new: list[str] = []
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the file if needed, switch to WAL and run pending migrations."""
+        if self._writer_pool is not None:
+            return
+        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="crmsync-store-write")
+        self._reader_pool = ThreadPoolExecutor(
+            self.config.sqlite_readers, thread_name_prefix="crmsync-store-read"
+        )
+        await self._write(self._open_writer)
+
+    async def close(self) -> None:
+        """Close every connection and stop the worker threads."""
+        if self._closed:
+            return
+        self._closed = True
+        for pool in (self._writer_pool, self._reader_pool):
+            if pool is not None:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, functools.partial(pool.shutdown, wait=True)
+                )
+        with self._readers_lock:
+            conns = [*self._readers, *([self._writer] if self._writer else [])]
+            self._readers.clear()
+        self._writer = None
+        for conn in conns:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.config.sqlite_busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute(f"PRAGMA synchronous = {self.config.sqlite_synchronous}")
+        conn.execute("PRAGMA cache_size = -65536")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        return conn
+
+    def _open_writer(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            conn.close()
+            raise StoreUnavailableError(f"{self.path}: cannot switch to WAL (got {mode})")
+        self._migrate(conn)
+        self._writer = conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreUnavailableError(
+                    f"database schema version {version} is newer than this code's "
+                    f"{SCHEMA_VERSION}: upgrade crmsync"
+                )
+            for statements in MIGRATIONS[version:]:
+                for sql in statements:
+                    conn.execute(sql)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = 1")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed or self._writer_pool is None:
+            raise StoreUnavailableError("the store is closed or was never started")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer_pool, self._guarded, fn, args)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed or self._reader_pool is None:
+            raise StoreUnavailableError("the store is closed or was never started")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._reader_pool, self._guarded, lambda *a: fn(self._reader(), *a), args
+        )
+
+    @staticmethod
+    def _guarded(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        with _translated():
+            return fn(*args)
+
+    @contextlib.contextmanager
+    def _write_txn(self) -> Iterator[sqlite3.Connection]:
+        conn = self._writer
+        if conn is None:
+            raise StoreUnavailableError("the store is closed or was never started")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for name in self._chan_new:
+                self._chan_ids.pop(name, None)
+            raise
+        finally:
+            self._chan_new.clear()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _read_txn(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        # One snapshot for several statements (the feed and its checksums agree).
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    # -- records ------------------------------------------------------------------------
+
+    async def get(self, entity: str, id: str) -> Record | None:
+        """One record (tombstones included), or ``None``."""
+        found = await self.get_many([(entity, id)])
+        return found.get((entity, id))
+
+    async def get_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Record]:
+        """Several records by ``(entity, id)``; missing ones are absent from the result."""
+        if not keys:
+            return {}
+        return await self._read(self._get_many, list(keys))
+
+    @staticmethod
+    def _get_many(conn: sqlite3.Connection, keys: list[Key]) -> dict[Key, Record]:
+        out: dict[Key, Record] = {}
+        for entity, ids in _by_entity(keys).items():
+            for chunk in _chunks(ids, _KEYS_PER_QUERY):
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT id, seq, data FROM records WHERE entity = ? AND id IN ({marks})"
+                for id_, seq, data in conn.execute(sql, (entity, *chunk)):
+                    rec = _decode_record(data)
+                    rec.seq = seq
+                    out[(entity, id_)] = rec
+        return out
+
+    async def apply(self, batch: WriteBatch) -> CommitResult:
+        """Write a batch atomically; see :meth:`RecordStore.apply`.
+
+        Raises:
+            VersionConflictError: a write's expected version does not match (nothing written).
+            DuplicateChangesetError: the batch's changeset result is already stored.
+            InvalidRequestError: a write is malformed (empty key, version not increasing).
+        """
+        for w in batch.writes:
+            rec = w.record
+            if not rec.entity or not rec.id:
+                raise InvalidRequestError("a record write needs an entity and an id")
+            if w.expected_version < 0 or rec.version <= w.expected_version:
+                raise InvalidRequestError(
+                    f"record version {rec.version} must be greater than the expected "
+                    f"version {w.expected_version}"
+                )
+        return await self._write(self._apply, batch)
+
+    def _channel_ids(self, conn: sqlite3.Connection, names: Iterable[str]) -> list[int]:
+        cache = self._chan_ids
+        out: list[int] = []
+        for name in names:
+            cid = cache.get(name)
+            if cid is None:
+                row = conn.execute("SELECT chan FROM channels WHERE name = ?", (name,)).fetchone()
+                if row is None:
+                    cid = conn.execute("INSERT INTO channels (name) VALUES (?)", (name,)).lastrowid
+                    self._chan_new.append(name)
+                else:
+                    cid = row[0]
+                assert cid is not None
+                cache[name] = cid
+            if cid not in out:
+                out.append(cid)
+        return out
+
+    def _lookup(self, conn: sqlite3.Connection, keys: list[Key]) -> dict[Key, tuple[Any, ...]]:
+        """Stored ``(rid, version, deleted, chans, hash)`` of existing records among ``keys``."""
+        out: dict[Key, tuple[Any, ...]] = {}
+        for entity, ids in _by_entity(keys).items():
+            for chunk in _chunks(ids, _KEYS_PER_QUERY):
+                marks = ",".join("?" * len(chunk))
+                sql = (
+                    "SELECT id, rid, version, deleted, chans, hash FROM records"
+                    f" WHERE entity = ? AND id IN ({marks})"
+                )
+                for row in conn.execute(sql, (entity, *chunk)):
+                    out[(entity, row[0])] = row[1:]
+        return out
+
+    def _apply(self, batch: WriteBatch) -> CommitResult:
+        writes = batch.writes
+        now = self._clock()
+        # Encoding and hashing need no lock: do them before taking it.
+        first: dict[Key, int] = {}
+        last: dict[Key, int] = {}
+        for i, w in enumerate(writes):
+            key = (w.record.entity, w.record.id)
+            if key not in first:
+                first[key] = i
+            last[key] = i
+        final = [(key, i, writes[i].record) for key, i in last.items()]
+        blobs = [_encode(rec) for _, _, rec in final]
+        hashes = [
+            0 if rec.deleted else _signed(record_hash(rec.entity, rec.id, rec.version, rec.fields))
+            for _, _, rec in final
+        ]
+        must_exist = [key for key, i in first.items() if writes[i].expected_version != 0]
+        changeset = batch.changeset
+
+        with self._write_txn() as conn:
+            if (
+                changeset is not None
+                and conn.execute(
+                    "SELECT 1 FROM changesets WHERE changeset_id = ?", (changeset.changeset_id,)
+                ).fetchone()
+            ):
+                raise DuplicateChangesetError(changeset.changeset_id)
+            head = conn.execute("SELECT value FROM meta WHERE key = 'head_seq'").fetchone()[0]
+            stored = self._lookup(conn, must_exist) if must_exist else {}
+
+            versions = {key: row[1] for key, row in stored.items()}
+            conflicts: dict[Key, None] = {}
+            for w in writes:
+                key = (w.record.entity, w.record.id)
+                if versions.get(key, 0) != w.expected_version:
+                    conflicts[key] = None
+                versions[key] = w.record.version
+            if conflicts:
+                raise VersionConflictError(list(conflicts))
+
+            inserts: list[tuple[Any, ...]] = []
+            updates: list[tuple[Any, ...]] = []
+            feed: list[tuple[Any, ...]] = []
+            deltas: dict[int, list[int]] = {}
+            for (key, i, rec), blob, h in zip(final, blobs, hashes, strict=True):
+                seq = head + 1 + i
+                entity, id_ = key
+                chans = self._channel_ids(conn, rec.channels)
+                chans_text = ",".join(map(str, chans))
+                old = stored.get(key)
+                if old is None:
+                    inserts.append(
+                        (entity, id_, rec.version, seq, rec.deleted, chans_text, h, now, blob)
+                    )
+                else:
+                    rid, _, old_deleted, old_chans_text, old_hash = old
+                    updates.append((rec.version, seq, rec.deleted, chans_text, h, now, blob, rid))
+                    old_chans = _parse_chans(old_chans_text)
+                    for c in old_chans:
+                        if c not in chans:
+                            feed.append((c, entity, id_, seq, 1, now))
+                    if not old_deleted:
+                        for c in old_chans:
+                            d = deltas.setdefault(c, [0, 0])
+                            d[0] -= 1
+                            d[1] -= old_hash
+                for c in chans:
+                    feed.append((c, entity, id_, seq, 0, now))
+                if not rec.deleted:
+                    for c in chans:
+                        d = deltas.setdefault(c, [0, 0])
+                        d[0] += 1
+                        d[1] += h
+
+            if inserts:
+                # Inserts rely on the unique key for their CAS (no read needed); the
+                # savepoint lets a failure see which of them already existed.
+                conn.execute("SAVEPOINT inserts")
+                try:
+                    conn.executemany(_SQL_INSERT_RECORD, inserts)
+                except sqlite3.IntegrityError as e:
+                    conn.execute("ROLLBACK TO inserts")
+                    new_keys = [key for key, i in first.items() if writes[i].expected_version == 0]
+                    existing = list(self._lookup(conn, new_keys))
+                    raise VersionConflictError(existing or new_keys) from e
+                conn.execute("RELEASE inserts")
+            if updates:
+                conn.executemany(_SQL_UPDATE_RECORD, updates)
+            if feed:
+                conn.executemany(_SQL_FEED_ROW, feed)
+            if deltas:
+                self._apply_checksum_deltas(conn, deltas)
+
+            n = len(writes)
+            last_seq = head + n
+            if changeset is not None and n == 0:
+                last_seq += 1  # a changeset with no writes still needs a place in the order
+            if last_seq != head:
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'head_seq'", (last_seq,))
+            if changeset is not None:
+                changeset.seq = last_seq
+                conn.execute(
+                    "INSERT INTO changesets (changeset_id, device_id, seq, at_ms, data)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (changeset.changeset_id, batch.device_id, last_seq, now, _encode(changeset)),
+                )
+            if batch.conflicts:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO conflicts (id, status, owner, created_ms, data)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (c.id, c.status, c.owner, c.created_ms, _encode(c))
+                        for c in (
+                            c if c.created_ms else msgspec.structs.replace(c, created_ms=now)
+                            for c in batch.conflicts
+                        )
+                    ],
+                )
+            if batch.audit:
+                entries = [_stamp_audit(a, last, head, now) for a in batch.audit]
+                conn.executemany(
+                    "INSERT INTO audit (entity, record_id, at_ms, data) VALUES (?, ?, ?, ?)",
+                    [(a.entity, a.record_id, a.at_ms, _encode(a)) for a in entries],
+                )
+            if batch.state:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                    list(batch.state.items()),
+                )
+
+        for i, w in enumerate(writes):
+            w.record.seq = head + 1 + i
+        return CommitResult(
+            records=[w.record for w in writes],
+            first_seq=head + 1,  # > last_seq when nothing needed a sequence
+            last_seq=last_seq,
+        )
+
+    @staticmethod
+    def _apply_checksum_deltas(conn: sqlite3.Connection, deltas: dict[int, list[int]]) -> None:
+        ids = list(deltas)
+        rows: list[tuple[int, int, int]] = []
+        for chunk in _chunks(ids, _KEYS_PER_QUERY):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT chan, count, digest FROM channels WHERE chan IN ({marks})"
+            for chan, count, digest in conn.execute(sql, tuple(chunk)):
+                dc, dd = deltas[chan]
+                if dc or dd:
+                    rows.append((count + dc, _signed((digest + dd) & _MASK), chan))
+        conn.executemany("UPDATE channels SET count = ?, digest = ? WHERE chan = ?", rows)
+
+    # -- change feed --------------------------------------------------------------------
+
+    async def changes(
+        self,
+        channels: Collection[str],
+        after_seq: int,
+        limit: int = 1000,
+        with_checksums: bool = False,
+    ) -> ChangePage:
+        """Feed entries in ``channels`` after ``after_seq``; see :meth:`RecordStore.changes`."""
+        if limit < 1:
+            raise InvalidRequestError("limit must be at least 1")
+        if after_seq < 0:
+            raise InvalidRequestError("after_seq must not be negative")
+        return await self._read(
+            self._changes, sorted(set(channels)), after_seq, limit, with_checksums
+        )
+
+    def _changes(
+        self,
+        conn: sqlite3.Connection,
+        channels: list[str],
+        after_seq: int,
+        limit: int,
+        with_checksums: bool,
+    ) -> ChangePage:
+        with self._read_txn(conn):
+            head, oldest = _meta(conn)
+            if 0 < after_seq < oldest:
+                raise CheckpointTooOldError(after_seq, oldest)
+            known = _known_channels(conn, channels)
+            names = {cid: name for name, (cid, _, _) in known.items()}
+            cursors = [conn.execute(_SQL_FEED, (cid, cid, after_seq)) for cid in names]
+            rows: Iterable[tuple[Any, ...]] = (
+                cursors[0] if len(cursors) == 1 else heapq.merge(*cursors)
+            )
+            entries: list[FeedEntry] = []
+            has_more = False
+            group: list[tuple[Any, ...]] = []
+            for row in rows:
+                if group and row[0] != group[0][0]:
+                    _flush(group, names, entries)
+                    group = []
+                    if len(entries) >= limit:
+                        has_more = True
+                        break
+                group.append(row)
+            if group:
+                _flush(group, names, entries)
+            for cursor in cursors:
+                cursor.close()
+            if has_more:
+                return ChangePage(entries=entries, last_seq=entries[-1].seq, has_more=True)
+            sums: dict[str, ChannelChecksum] = {}
+            if with_checksums:
+                sums = {
+                    name: _checksum(known[name]) if name in known else EMPTY for name in channels
+                }
+            return ChangePage(
+                entries=entries, last_seq=max(head, after_seq), has_more=False, checksums=sums
+            )
+
+    async def scan(
+        self, channels: Collection[str], after: tuple[str, str] | None, limit: int = 1000
+    ) -> list[Record]:
+        """Live records in ``channels`` ordered by ``(entity, id)`` after ``after``."""
+        if limit < 1:
+            raise InvalidRequestError("limit must be at least 1")
+        return await self._read(self._scan, sorted(set(channels)), after, limit)
+
+    @staticmethod
+    def _scan(
+        conn: sqlite3.Connection, channels: list[str], after: Key | None, limit: int
+    ) -> list[Record]:
+        with SqliteRecordStore._read_txn(conn):
+            known = _known_channels(conn, channels)
+            if after is None:
+                sql = _SQL_SCAN.format(after="")
+                cursors = [conn.execute(sql, (cid,)) for cid, _, _ in known.values()]
+            else:
+                sql = _SQL_SCAN.format(after="AND (f.entity, f.id) > (?, ?)")
+                cursors = [conn.execute(sql, (cid, *after)) for cid, _, _ in known.values()]
+            rows: Iterable[tuple[Any, ...]] = (
+                cursors[0] if len(cursors) == 1 else heapq.merge(*cursors)
+            )
+            out: list[Record] = []
+            previous: Key | None = None
+            for entity, id_, seq, data in rows:
+                if (entity, id_) == previous:
+                    continue
+                if len(out) >= limit:
+                    break
+                previous = (entity, id_)
+                rec = _decode_record(data)
+                rec.seq = seq
+                out.append(rec)
+            for cursor in cursors:
+                cursor.close()
+            return out
+
+    async def head_seq(self) -> int:
+        """The highest committed sequence."""
+        return await self._read(lambda conn: _meta(conn)[0])
+
+    async def oldest_seq(self) -> int:
+        """The oldest sequence a checkpoint may be at."""
+        return await self._read(lambda conn: _meta(conn)[1])
+
+    async def checksums(self, channels: Collection[str]) -> dict[str, ChannelChecksum]:
+        """Current per-channel checksums of live records."""
+        names = sorted(set(channels))
+
+        def read(conn: sqlite3.Connection) -> dict[str, ChannelChecksum]:
+            known = _known_channels(conn, names)
+            return {name: _checksum(known[name]) if name in known else EMPTY for name in names}
+
+        return await self._read(read)
+
+    async def compact(self, older_than_ms: int) -> int:
+        """Drop tombstones and removal entries written before ``older_than_ms`` and
+        changeset results past retention; raise :meth:`oldest_seq` to the newest sequence
+        dropped. Returns how many tombstones, removal entries and results were dropped."""
+        return await self._write(self._compact, older_than_ms)
+
+    def _compact(self, older_than_ms: int) -> int:
+        results_before = self._clock() - self.config.changeset_retention_ms
+        with self._write_txn() as conn:
+            dropped = 0
+            newest = 0
+            tombstones = conn.execute(
+                "SELECT rid, entity, id, seq, chans FROM records INDEXED BY records_tombstones"
+                " WHERE deleted = 1 AND at_ms < ?",
+                (older_than_ms,),
+            ).fetchall()
+            if tombstones:
+                conn.executemany(
+                    "DELETE FROM feed WHERE chan = ? AND entity = ? AND id = ?",
+                    [(c, e, i) for _, e, i, _, chans in tombstones for c in _parse_chans(chans)],
+                )
+                conn.executemany("DELETE FROM records WHERE rid = ?", [(t[0],) for t in tombstones])
+                dropped += len(tombstones)
+                newest = max(t[3] for t in tombstones)
+            count, top = conn.execute(
+                "SELECT count(*), max(seq) FROM feed INDEXED BY feed_removals"
+                " WHERE removed = 1 AND at_ms < ?",
+                (older_than_ms,),
+            ).fetchone()
+            if count:
+                conn.execute("DELETE FROM feed WHERE removed = 1 AND at_ms < ?", (older_than_ms,))
+                dropped += count
+                newest = max(newest, top)
+            dropped += conn.execute(
+                "DELETE FROM changesets WHERE at_ms < ?", (results_before,)
+            ).rowcount
+            if newest:
+                conn.execute(
+                    "UPDATE meta SET value = max(value, ?) WHERE key = 'oldest_seq'", (newest,)
+                )
+            return dropped
+
+    # -- changeset results --------------------------------------------------------------
+
+    async def changeset_result(self, changeset_id: str) -> ChangesetResult | None:
+        """The stored result of a changeset, if it was applied."""
+
+        def read(conn: sqlite3.Connection) -> ChangesetResult | None:
+            row = conn.execute(
+                "SELECT data FROM changesets WHERE changeset_id = ?", (changeset_id,)
+            ).fetchone()
+            return None if row is None else _decode_changeset(row[0])
+
+        return await self._read(read)
+
+    async def device_results(self, device_id: str, after_seq: int) -> list[ChangesetResult]:
+        """Results of a device's changesets committed after ``after_seq``, in order."""
+
+        def read(conn: sqlite3.Connection) -> list[ChangesetResult]:
+            rows = conn.execute(
+                "SELECT data FROM changesets WHERE device_id = ? AND seq > ? ORDER BY seq",
+                (device_id, after_seq),
+            )
+            return [_decode_changeset(data) for (data,) in rows]
+
+        return await self._read(read)
+
+    # -- conflicts and audit ------------------------------------------------------------
+
+    async def conflicts(
+        self, status: str | None = None, owner: str | None = None, limit: int = 100
+    ) -> list[ConflictRecord]:
+        """Conflicts, newest first, filtered by status and owner."""
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if owner is not None:
+            where.append("owner = ?")
+            params.append(owner)
+        sql = "SELECT data FROM conflicts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_ms DESC, id DESC LIMIT ?"
+        params.append(limit)
+
+        def read(conn: sqlite3.Connection) -> list[ConflictRecord]:
+            return [_decode_conflict(data) for (data,) in conn.execute(sql, params)]
+
+        return await self._read(read)
+
+    async def resolve_conflict(self, conflict_id: str, resolution: str, by: str) -> ConflictRecord:
+        """Mark a conflict resolved. Resolving an already resolved conflict returns it as is.
+
+        Raises:
+            NotFoundError: no conflict has that id.
+        """
+
+        def write() -> ConflictRecord:
+            with self._write_txn() as conn:
+                row = conn.execute(
+                    "SELECT data FROM conflicts WHERE id = ?", (conflict_id,)
+                ).fetchone()
+                if row is None:
+                    raise NotFoundError(f"no conflict {conflict_id[:64]!r}")
+                conflict = _decode_conflict(row[0])
+                if conflict.status == "resolved":
+                    return conflict
+                conflict = msgspec.structs.replace(
+                    conflict,
+                    status="resolved",
+                    resolution=resolution,
+                    resolved_by=by,
+                    resolved_ms=self._clock(),
+                )
+                conn.execute(
+                    "UPDATE conflicts SET status = ?, data = ? WHERE id = ?",
+                    (conflict.status, _encode(conflict), conflict_id),
+                )
+                return conflict
+
+        return await self._write(write)
+
+    async def audit_trail(
+        self, entity: str | None = None, record_id: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        """Audit entries, newest first."""
+        if record_id is not None and entity is None:
+            raise InvalidRequestError("audit_trail by record_id needs the entity too")
+        params: list[Any]
+        if entity is None:
+            sql, params = "SELECT data FROM audit ORDER BY n DESC LIMIT ?", [limit]
+        elif record_id is None:
+            sql = "SELECT data FROM audit WHERE entity = ? ORDER BY n DESC LIMIT ?"
+            params = [entity, limit]
+        else:
+            sql = (
+                "SELECT data FROM audit WHERE entity = ? AND record_id = ? ORDER BY n DESC LIMIT ?"
+            )
+            params = [entity, record_id, limit]
+
+        def read(conn: sqlite3.Connection) -> list[AuditEntry]:
+            return [_decode_audit(data) for (data,) in conn.execute(sql, params)]
+
+        return await self._read(read)
+
+    # -- durable service state ----------------------------------------------------------
+
+    async def get_state(self, key: str) -> bytes | None:
+        """A small durable value, or ``None``."""
+
+        def read(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+            return None if row is None else bytes(row[0])
+
+        return await self._read(read)
+
+    async def put_state(self, key: str, value: bytes | None) -> None:
+        """Set (or with ``None`` delete) a durable value."""
+
+        def write() -> None:
+            with self._write_txn() as conn:
+                if value is None:
+                    conn.execute("DELETE FROM state WHERE key = ?", (key,))
+                else:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value)
+                    )
+
+        await self._write(write)
+
+    async def list_state(self, prefix: str) -> dict[str, bytes]:
+        """All durable values whose key starts with ``prefix``."""
+
+        def read(conn: sqlite3.Connection) -> dict[str, bytes]:
+            # A range instead of LIKE: no escaping of % and _, and it uses the key order.
+            rows = conn.execute(
+                "SELECT key, value FROM state WHERE key >= ? AND key < ? ORDER BY key",
+                (prefix, prefix + "\U0010ffff"),
+            )
+            return {k: bytes(v) for k, v in rows if k.startswith(prefix)}
+
+        return await self._read(read)
+
+    # -- blobs --------------------------------------------------------------------------
+
+    async def put_blob(self, meta: BlobMeta, data: bytes) -> None:
+        """Store an attachment by its sha256 (idempotent)."""
+        if len(data) != meta.size:
+            raise InvalidRequestError(f"blob is {len(data)} bytes, metadata says {meta.size}")
+        if not meta.created_ms:
+            meta = msgspec.structs.replace(meta, created_ms=self._clock())
+
+        def write() -> None:
+            with self._write_txn() as conn:
+                conn.execute(
+                    "INSERT OR IGNORE INTO blobs (sha256, meta, data) VALUES (?, ?, ?)",
+                    (meta.sha256, _encode(meta), data),
+                )
+
+        await self._write(write)
+
+    async def get_blob(self, sha256: str) -> tuple[BlobMeta, bytes] | None:
+        """An attachment and its metadata, or ``None``."""
+
+        def read(conn: sqlite3.Connection) -> tuple[BlobMeta, bytes] | None:
+            row = conn.execute(
+                "SELECT meta, data FROM blobs WHERE sha256 = ?", (sha256,)
+            ).fetchone()
+            return None if row is None else (_decode_blob_meta(row[0]), bytes(row[1]))
+
+        return await self._read(read)
+
+
+# -- module-level helpers for the read paths ----------------------------------------------
+
+
+def _meta(conn: sqlite3.Connection) -> tuple[int, int]:
+    values = dict(conn.execute("SELECT key, value FROM meta"))
+    return values["head_seq"], values["oldest_seq"]
+
+
+def _known_channels(conn: sqlite3.Connection, names: list[str]) -> dict[str, tuple[int, int, int]]:
+    out: dict[str, tuple[int, int, int]] = {}
+    for chunk in _chunks(names, _KEYS_PER_QUERY):
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT name, chan, count, digest FROM channels WHERE name IN ({marks})"
+        for name, chan, count, digest in conn.execute(sql, tuple(chunk)):
+            out[name] = (chan, count, digest)
+    return out
+
+
+def _checksum(row: tuple[int, int, int]) -> ChannelChecksum:
+    return ChannelChecksum(row[1], row[2] & _MASK)
+
+
+def _flush(group: list[tuple[Any, ...]], names: dict[int, str], out: list[FeedEntry]) -> None:
+    """Turn the feed rows of one sequence (one record, several channels) into entries.
+
+    A live row wins: its record carries the current channels, so removals from the other
+    requested channels at the same sequence say nothing more.
+    """
+    for seq, removed, entity, id_, _, rseq, data in group:
+        if not removed and data is not None:
+            rec = _decode_record(data)
+            rec.seq = rseq
+            out.append(FeedEntry(seq=seq, entity=entity, id=id_, record=rec))
+            return
+    for seq, removed, entity, id_, chan, _, _ in group:
+        if removed:
+            out.append(FeedEntry(seq=seq, entity=entity, id=id_, removed_from=names[chan]))
+
+
+def _stamp_audit(entry: AuditEntry, last: dict[Key, int], head: int, now: int) -> AuditEntry:
+    changes: dict[str, int] = {}
+    if not entry.seq:
+        i = last.get((entry.entity, entry.record_id))
+        if i is not None:
+            changes["seq"] = head + 1 + i
+    if not entry.at_ms:
+        changes["at_ms"] = now
+    return msgspec.structs.replace(entry, **changes) if changes else entry
+
+
+def remove_database(path: str | os.PathLike[str]) -> None:
+    """Delete a database file and its WAL and shared-memory files (tests, benchmarks)."""
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(f"{os.fspath(path)}{suffix}")
