@@ -38,6 +38,8 @@ from typing import Any
 
 from backend.messaging.config import NatsConfig
 from backend.messaging.errors import MessagingConfigError
+from backend.store.config import StoreConfig
+from backend.store.errors import StoreConfigError
 
 ENV_PREFIX = "CRMSYNC_GATEWAY_"
 CONFIG_ENV = "CRMSYNC_CONFIG"
@@ -201,14 +203,13 @@ class CrmsyncConfig:
     Attributes:
         gateway: gateway settings.
         nats: NATS connection and stream settings.
-        store: the store adapter's config (``backend.store.config.StoreConfig``), when
-            that module is present.
+        store: the record store's config.
         source: where the file part came from (for messages), or ``""``.
     """
 
     gateway: GatewayConfig
     nats: NatsConfig
-    store: Any = None
+    store: StoreConfig = field(default_factory=StoreConfig)
     source: str = ""
 
 
@@ -350,18 +351,26 @@ def _env_fields(environ: Mapping[str, str]) -> set[str]:
     return out
 
 
-def _store_from(table: Mapping[str, Any], environ: Mapping[str, str]) -> Any:
+def _store_env_key(name: str) -> str:
+    if name.startswith("couchbase_"):
+        return "CRMSYNC_COUCHBASE_" + name.removeprefix("couchbase_").upper()
+    return "CRMSYNC_STORE_" + name.upper()
+
+
+def _store_from(table: Mapping[str, Any], environ: Mapping[str, str]) -> StoreConfig:
     try:
-        from backend.store import config as store_config  # the adapter helper's module
-    except ImportError:
-        return None
-    loader = getattr(store_config, "load_store_config", None)
-    if loader is None:
-        return None
-    try:
-        return loader(table, environ)
-    except TypeError:
-        return loader(environ)
+        base = StoreConfig.from_env(environ)
+        if not table:
+            return base
+        # Env wins over the file: apply the file first, then re-apply env-set fields.
+        from_env = {
+            f.name: getattr(base, f.name)
+            for f in fields(StoreConfig)
+            if _store_env_key(f.name) in environ
+        }
+        return StoreConfig(**{**dict(table), **from_env})
+    except (StoreConfigError, TypeError) as e:
+        raise ConfigError(f"store: {e}") from e
 
 
 def load_config(
