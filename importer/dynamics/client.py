@@ -323,6 +323,7 @@ class DynamicsClient:
         tokens: Token provider override (default: from ``config``).
         sleep: Awaitable sleep (injected so tests of back-off need not wait).
         rng: Random number source for jitter.
+        monotonic: Monotonic clock in seconds (injected along with ``sleep``).
     """
 
     def __init__(
@@ -333,6 +334,7 @@ class DynamicsClient:
         tokens: TokenProvider | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.base_url = config.base_url
@@ -349,6 +351,7 @@ class DynamicsClient:
         self._tokens = tokens if tokens is not None else token_provider(config)
         self._sleep = sleep
         self._rng = rng
+        self._monotonic = monotonic
         self._limiter = _Limiter(config.max_parallel)
         self._paused_until = 0.0
         self.stats = ClientStats()
@@ -460,7 +463,7 @@ class DynamicsClient:
 
     async def _wait_pause(self) -> None:
         while True:
-            remaining = self._paused_until - time.monotonic()
+            remaining = self._paused_until - self._monotonic()
             if remaining <= 0:
                 return
             await self._sleep(remaining)
@@ -487,7 +490,7 @@ class DynamicsClient:
             else:
                 delay = min(cap, self.config.backoff_base_s * 2**attempt)
             # The limits are per user: make every concurrent request wait too.
-            self._paused_until = max(self._paused_until, time.monotonic() + delay)
+            self._paused_until = max(self._paused_until, self._monotonic() + delay)
             logger.info("throttled by Dynamics, pausing %.2fs", delay)
             await self._wait_pause()
             return
