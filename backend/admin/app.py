@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Litestar, Request, Response, get, post
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, Parameter, PathParameter
 
 from backend.applier.messages import Actor
 from backend.auth.devices import DeviceView
@@ -24,6 +24,7 @@ from backend.auth.principal import Principal
 from backend.gateway.errors import NotFoundError
 from backend.gateway.openapi import complete_openapi, openapi_config
 from backend.gateway.problems import exception_handlers
+from backend.gateway.routes.dependencies import Runtime
 from backend.gateway.routes.health import HealthController
 from backend.gateway.runtime import GatewayRuntime
 from backend.store.types import AuditEntry, ConflictRecord
@@ -35,7 +36,7 @@ ADMIN_PROFILE = "admin"
 ADMIN_DEVICE = "admin-console"
 
 
-async def provide_admin(request: Request[Any, Any, Any], runtime: GatewayRuntime) -> Principal:
+async def provide_admin(request: Request[Any, Any, Any], runtime: Runtime) -> Principal:
     """The caller, who must hold the admin profile.
 
     Raises:
@@ -46,6 +47,10 @@ async def provide_admin(request: Request[Any, Any, Any], runtime: GatewayRuntime
     if principal.profile != ADMIN_PROFILE:
         raise NotAdminError("the admin API needs the admin profile")
     return principal
+
+
+AdminCaller = NamedDependency[Principal]
+"""A handler parameter ``admin: AdminCaller`` receives a caller with the admin profile."""
 
 
 class RevokeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -94,8 +99,8 @@ class AdminController(Controller):
     @get("/devices", summary="List devices", operation_id="adminListDevices")
     async def devices(
         self,
-        runtime: GatewayRuntime,
-        admin: Principal,
+        runtime: Runtime,
+        admin: AdminCaller,
         user: Annotated[str | None, Parameter(max_length=128)] = None,
     ) -> list[DeviceView]:
         """Every device, or one user's."""
@@ -110,10 +115,10 @@ class AdminController(Controller):
     )
     async def revoke(
         self,
-        runtime: GatewayRuntime,
-        admin: Principal,
-        device_id: Annotated[str, Parameter(max_length=64)],
-        data: RevokeRequest | None = None,
+        runtime: Runtime,
+        admin: AdminCaller,
+        device_id: Annotated[str, PathParameter(max_length=64)],
+        data: JSONBody[RevokeRequest | None] = None,
     ) -> DeviceView:
         """Revoke any device."""
         return await runtime.devices.revoke(
@@ -123,8 +128,8 @@ class AdminController(Controller):
     @get("/conflicts", summary="List conflicts", operation_id="adminListConflicts")
     async def conflicts(
         self,
-        runtime: GatewayRuntime,
-        admin: Principal,
+        runtime: Runtime,
+        admin: AdminCaller,
         status: Literal["open", "auto_resolved", "resolved"] | None = None,
         owner: Annotated[str | None, Parameter(max_length=128)] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
@@ -140,10 +145,10 @@ class AdminController(Controller):
     )
     async def resolve(
         self,
-        runtime: GatewayRuntime,
-        admin: Principal,
-        conflict_id: Annotated[str, Parameter(max_length=128)],
-        data: ResolveRequest,
+        runtime: Runtime,
+        admin: AdminCaller,
+        conflict_id: Annotated[str, PathParameter(max_length=128)],
+        data: JSONBody[ResolveRequest],
     ) -> ResolveResponse:
         """Resolve a conflict, writing the chosen value through the applier if needed."""
         write: ChangesetResult | None = None
@@ -157,7 +162,7 @@ class AdminController(Controller):
         return ResolveResponse(conflict=resolved, write=write)
 
     @staticmethod
-    async def _find(runtime: GatewayRuntime, conflict_id: str) -> ConflictRecord:
+    async def _find(runtime: Runtime, conflict_id: str) -> ConflictRecord:
         for conflict in await runtime.store.conflicts(status="open", limit=10_000):
             if conflict.id == conflict_id:
                 return conflict
@@ -165,7 +170,7 @@ class AdminController(Controller):
 
     @staticmethod
     async def _write_value(
-        runtime: GatewayRuntime, admin: Principal, conflict: ConflictRecord, value: Any
+        runtime: Runtime, admin: AdminCaller, conflict: ConflictRecord, value: Any
     ) -> ChangesetResult:
         record = await runtime.store.get(conflict.entity, conflict.record_id)
         if record is None:
@@ -201,8 +206,8 @@ class AdminController(Controller):
     @get("/audit", summary="Audit trail", operation_id="adminAudit")
     async def audit(
         self,
-        runtime: GatewayRuntime,
-        admin: Principal,
+        runtime: Runtime,
+        admin: AdminCaller,
         entity: Annotated[str | None, Parameter(max_length=64)] = None,
         record_id: Annotated[str | None, Parameter(max_length=64)] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
@@ -211,7 +216,7 @@ class AdminController(Controller):
         return await runtime.store.audit_trail(entity=entity, record_id=record_id, limit=limit)
 
     @get("/health", summary="Sync health", operation_id="adminHealth")
-    async def health(self, runtime: GatewayRuntime, admin: Principal) -> SyncHealth:
+    async def health(self, runtime: Runtime, admin: AdminCaller) -> SyncHealth:
         """Sequences, open conflicts, sockets and stream depths."""
         streams: dict[str, dict[str, int]] = {}
         stream_state = getattr(runtime.broker, "stream_state", None)
@@ -239,12 +244,12 @@ class AdminController(Controller):
 @get(
     "/metrics", summary="Prometheus metrics", security=[], operation_id="metrics", tags=["metrics"]
 )
-async def metrics(runtime: GatewayRuntime) -> Response[bytes]:
+async def metrics(runtime: Runtime) -> Response[bytes]:
     """The process's metrics in the Prometheus text format."""
     return Response(content=runtime.metrics.render(), media_type=runtime.metrics.content_type)
 
 
-def create_admin_app(runtime: GatewayRuntime) -> Litestar:
+def create_admin_app(runtime: Runtime) -> Litestar:
     """Build the admin app over the same runtime as the sync app.
 
     Its lifespan starts and closes the shared runtime too (reference-counted), so either

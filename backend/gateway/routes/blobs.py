@@ -14,9 +14,8 @@ import time
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, put
-from litestar.params import Parameter
+from litestar.params import Parameter, PathParameter
 
-from backend.auth.principal import Principal
 from backend.store.types import BlobMeta
 from sync_protocol.entities import is_uuid, schema
 from sync_protocol.errors import (
@@ -26,17 +25,15 @@ from sync_protocol.errors import (
 )
 
 from ..errors import BlobExistsError, BlobHashMismatchError, NotFoundError
-from ..runtime import GatewayRuntime
+from .dependencies import Caller, Runtime
 from .sync import DeviceIdParam
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _MEDIA_RE = re.compile(r"^[A-Za-z0-9][\w.+-]{0,63}/[A-Za-z0-9][\w.+-]{0,63}$")
-Sha256Param = Annotated[str, Parameter(description="Lower-case hex sha256 of the content.")]
+Sha256Param = Annotated[str, PathParameter(description="Lower-case hex sha256 of the content.")]
 
 
-async def _visible_record(
-    runtime: GatewayRuntime, principal: Principal, entity: str, record_id: str
-) -> bool:
+async def _visible_record(runtime: Runtime, principal: Caller, entity: str, record_id: str) -> bool:
     record = await runtime.store.get(entity, record_id)
     return record is not None and not record.deleted and principal.grants.covers(record.channels)
 
@@ -61,8 +58,8 @@ class BlobController(Controller):
     async def upload(
         self,
         request: Request[Any, Any, Any],
-        runtime: GatewayRuntime,
-        principal: Principal,
+        runtime: Runtime,
+        principal: Caller,
         sha256: Sha256Param,
         entity: Annotated[str, Parameter(description="Entity of the record.", max_length=64)],
         id: Annotated[str, Parameter(description="Id (UUID) of the record.", max_length=64)],
@@ -117,8 +114,8 @@ class BlobController(Controller):
     async def download(
         self,
         request: Request[Any, Any, Any],
-        runtime: GatewayRuntime,
-        principal: Principal,
+        runtime: Runtime,
+        principal: Caller,
         sha256: Sha256Param,
         device_id: DeviceIdParam,
     ) -> Response[bytes]:

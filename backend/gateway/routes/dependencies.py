@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from backend.auth.principal import Principal
 from backend.messaging.broker import Broker
@@ -14,8 +14,14 @@ from sync_protocol.rules import SyncRules
 
 from ..runtime import GatewayRuntime
 
+Runtime = NamedDependency[GatewayRuntime]
+"""A handler parameter ``runtime: Runtime`` receives the gateway runtime."""
 
-async def provide_principal(request: Request[Any, Any, Any], runtime: GatewayRuntime) -> Principal:
+Caller = NamedDependency[Principal]
+"""A handler parameter ``principal: Caller`` receives the authenticated caller."""
+
+
+async def provide_principal(request: Request[Any, Any, Any], runtime: Runtime) -> Principal:
     """The authenticated caller of this request.
 
     Raises:

@@ -6,11 +6,12 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, get, post
+from litestar.params import JSONBody
 
 from backend.auth.dev_signer import DEMO_BY_PROFILE, DEMO_USERS, DemoUser
 
 from ..errors import NotFoundError
-from ..runtime import GatewayRuntime
+from .dependencies import Runtime
 
 
 class TokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -39,7 +40,7 @@ class DevController(Controller):
     security = []
 
     @get("/jwks.json", summary="Dev signer JWKS", operation_id="devJwks")
-    async def jwks(self, runtime: GatewayRuntime) -> dict[str, object]:
+    async def jwks(self, runtime: Runtime) -> dict[str, object]:
         """The dev signer's public keys."""
         assert runtime.dev_signer is not None
         return runtime.dev_signer.jwks()
@@ -50,7 +51,7 @@ class DevController(Controller):
         return list(DEMO_USERS.values())
 
     @post("/token", status_code=200, summary="Issue a demo token", operation_id="devToken")
-    async def token(self, data: TokenRequest, runtime: GatewayRuntime) -> TokenResponse:
+    async def token(self, data: JSONBody[TokenRequest], runtime: Runtime) -> TokenResponse:
         """A signed token for a demo user (by login, else the first of a profile)."""
         assert runtime.dev_signer is not None
         user = DEMO_USERS.get(data.user) if data.user else DEMO_BY_PROFILE.get(data.profile)

@@ -6,12 +6,11 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, delete, get, post
-from litestar.params import Parameter
+from litestar.params import JSONBody, PathParameter
 
 from backend.auth.devices import DeviceView, view
-from backend.auth.principal import Principal
 
-from ..runtime import GatewayRuntime
+from .dependencies import Caller, Runtime
 
 
 class DeviceRegistration(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -40,7 +39,7 @@ class DeviceController(Controller):
         operation_id="registerDevice",
     )
     async def register(
-        self, data: DeviceRegistration, runtime: GatewayRuntime, principal: Principal
+        self, data: JSONBody[DeviceRegistration], runtime: Runtime, principal: Caller
     ) -> DeviceView:
         """Register (or update) a device of the caller."""
         entry = await runtime.devices.register(
@@ -53,7 +52,7 @@ class DeviceController(Controller):
         return view(entry, None)
 
     @get("/", summary="List my devices", operation_id="listDevices")
-    async def list_devices(self, runtime: GatewayRuntime, principal: Principal) -> list[DeviceView]:
+    async def list_devices(self, runtime: Runtime, principal: Caller) -> list[DeviceView]:
         """The caller's devices, newest first."""
         return await runtime.devices.list_devices(principal.user)
 
@@ -66,9 +65,9 @@ class DeviceController(Controller):
     )
     async def revoke(
         self,
-        runtime: GatewayRuntime,
-        principal: Principal,
-        device_id: Annotated[str, Parameter(max_length=64)],
+        runtime: Runtime,
+        principal: Caller,
+        device_id: Annotated[str, PathParameter(max_length=64)],
     ) -> DeviceView:
         """Revoke a device the caller owns."""
         return await runtime.devices.revoke(

@@ -29,7 +29,7 @@ from sync_protocol.messages import negotiate_language
 
 from ..events import EventConnection
 from ..problems import problem_for
-from ..runtime import GatewayRuntime
+from .dependencies import Runtime
 
 logger = logging.getLogger("crmsync.gateway.events")
 
@@ -46,7 +46,7 @@ class ErrorFrame(msgspec.Struct, kw_only=True):
     wipe: bool = False
 
 
-async def _authenticate(socket: WebSocket[Any, Any, Any], runtime: GatewayRuntime) -> Principal:
+async def _authenticate(socket: WebSocket[Any, Any, Any], runtime: Runtime) -> Principal:
     header = socket.headers.get("authorization")
     if header:
         return await runtime.authenticator.authenticate(header)
@@ -71,7 +71,7 @@ async def _refuse(socket: WebSocket[Any, Any, Any], exc: Exception) -> None:
 
 
 @websocket("/v1/sync/events", opt={"exclude_from_auth": True})
-async def events(socket: WebSocket[Any, Any, Any], runtime: GatewayRuntime) -> None:
+async def events(socket: WebSocket[Any, Any, Any], runtime: Runtime) -> None:
     """Hold one device's event socket until it disconnects."""
     await socket.accept()
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from litestar import Controller, Response, get
 
-from ..runtime import GatewayRuntime
+from .dependencies import Runtime
 
 
 class HealthController(Controller):
@@ -20,7 +20,7 @@ class HealthController(Controller):
         return {"status": "ok"}
 
     @get("/readyz", summary="Readiness", operation_id="readyz")
-    async def readyz(self, runtime: GatewayRuntime) -> Response[dict[str, object]]:
+    async def readyz(self, runtime: Runtime) -> Response[dict[str, object]]:
         """200 when the store and NATS answer, else 503 with what failed."""
         checks = await runtime.readiness()
         return Response(content=checks, status_code=200 if checks["ready"] else 503)

@@ -6,11 +6,9 @@ from typing import Any, cast
 
 from litestar import Controller, Request, Response, get
 
-from backend.auth.principal import Principal
-
 from ..metadata import Metadata
-from ..runtime import GatewayRuntime
 from ..wire import response_format
+from .dependencies import Caller, Runtime
 
 
 class MetadataController(Controller):
@@ -30,7 +28,7 @@ class MetadataController(Controller):
         operation_id="metadata",
     )
     async def metadata(
-        self, request: Request[Any, Any, Any], runtime: GatewayRuntime, principal: Principal
+        self, request: Request[Any, Any, Any], runtime: Runtime, principal: Caller
     ) -> Response[Metadata]:
         """The metadata document for the caller's profile."""
         fmt = response_format(request)

@@ -7,12 +7,11 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import Parameter, PathParameter
 from litestar.response import Stream
 
 from backend.applier.messages import Actor
 from backend.auth.errors import DeviceRevokedError
-from backend.auth.principal import Principal
 from sync_protocol.changesets import ChangesetResult
 from sync_protocol.checkpoint import scope_hash
 from sync_protocol.codec import decode_push
@@ -23,22 +22,21 @@ from sync_protocol.version import PROTOCOL_VERSION, check_version
 from ..bootstrap import MSGPACK_FRAMES, NDJSON_FRAMES, FrameFormat
 from ..errors import NotFoundError
 from ..push import check_push
-from ..runtime import GatewayRuntime
 from ..wire import wire_response
+from .dependencies import Caller, Runtime
 
 _CHANGESET_ID_RE = re.compile(r"^([A-Za-z0-9_\-]{1,64}):([0-9]{1,19})$")
 
 DeviceIdParam = Annotated[
     str,
     Parameter(
-        query="device_id",
         description="The calling device's id (1-64 of A-Z a-z 0-9 _ -).",
         pattern=r"^[A-Za-z0-9_\-]{1,64}$",
     ),
 ]
 ProtocolParam = Annotated[
     int,
-    Parameter(query="protocol", description="Protocol version the client speaks.", ge=0, le=1000),
+    Parameter(description="Protocol version the client speaks.", ge=0, le=1000),
 ]
 
 
@@ -69,7 +67,7 @@ class SyncController(Controller):
         operation_id="push",
     )
     async def push(
-        self, request: Request[Any, Any, Any], runtime: GatewayRuntime, principal: Principal
+        self, request: Request[Any, Any, Any], runtime: Runtime, principal: Caller
     ) -> Response[ChangesetResult]:
         """Check and hand a changeset to the applier; wait briefly for its result."""
         body = await request.body()
@@ -109,9 +107,9 @@ class SyncController(Controller):
     async def changeset(
         self,
         request: Request[Any, Any, Any],
-        runtime: GatewayRuntime,
-        principal: Principal,
-        changeset_id: str,
+        runtime: Runtime,
+        principal: Caller,
+        changeset_id: Annotated[str, PathParameter(max_length=100)],
     ) -> Response[ChangesetResult]:
         """The result of one of the caller's changesets."""
         m = _CHANGESET_ID_RE.match(changeset_id)
@@ -143,8 +141,8 @@ class SyncController(Controller):
     async def pull(
         self,
         request: Request[Any, Any, Any],
-        runtime: GatewayRuntime,
-        principal: Principal,
+        runtime: Runtime,
+        principal: Caller,
         device_id: DeviceIdParam,
         checkpoint: Annotated[
             str | None,
@@ -187,8 +185,8 @@ class SyncController(Controller):
     async def bootstrap(
         self,
         request: Request[Any, Any, Any],
-        runtime: GatewayRuntime,
-        principal: Principal,
+        runtime: Runtime,
+        principal: Caller,
         device_id: DeviceIdParam,
         resume: Annotated[
             str | None,
