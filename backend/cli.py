@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -107,6 +107,36 @@ def applier(config_path: str | None, metrics_port: int | None) -> None:
 
     settings = _loaded(lambda: load_settings(config_path, metrics_port=metrics_port))
     raise SystemExit(run(settings))
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Configuration file (default: $CRMSYNC_CONFIG or ./crmsync.toml).",
+)
+def gateway(config_path: str | None) -> None:
+    """Run a gateway: the sync API and, on its own port, the admin API and metrics."""
+    from backend.gateway.server import run
+
+    raise SystemExit(run(_loaded(lambda: _service_config(config_path))))
+
+
+def _service_config(config_path: str | None) -> Any:
+    """The shared configuration, with the store taken from ``CRMSYNC_STORE_*`` if the
+    file did not configure one."""
+    import dataclasses
+    import os
+
+    from backend.config import load_config
+    from backend.store.config import StoreConfig
+
+    config = load_config(config_path)
+    if not isinstance(config.store, StoreConfig):
+        config = dataclasses.replace(config, store=StoreConfig.from_env(os.environ))
+    return config
 
 
 if __name__ == "__main__":

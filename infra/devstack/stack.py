@@ -436,9 +436,10 @@ def push_pull_example(base_url: str) -> list[str]:
         '"fields":{"subject":"Nuovo contatto in fiera","lastname":"Verdi"}}]}'
     )
     return [
-        f'  curl -s -X POST {base_url}/v1/push -H "Authorization: Bearer $TOKEN" \\',
+        f'  curl -s -X POST {base_url}/v1/sync/push -H "Authorization: Bearer $TOKEN" \\',
         f"       -H 'Content-Type: application/json' -d '{body}'",
-        f"  curl -s '{base_url}/v1/pull?device_id=demo-phone' -H \"Authorization: Bearer $TOKEN\"",
+        f"  curl -s '{base_url}/v1/sync/pull?device_id=demo-phone' \\",
+        '       -H "Authorization: Bearer $TOKEN"',
     ]
 
 
