@@ -162,3 +162,135 @@ class InvalidSearchLimitError(SearchError):
     """The result limit is out of range."""
 
     code = "invalid_search_limit"
+
+
+# --- local entity API ----------------------------------------------------------------
+
+
+class LocalApiError(ClientSdkError):
+    """A local read or write was refused (field validation errors are the protocol's own
+    :class:`sync_protocol.errors.SchemaError` types, with the same codes as the server's)."""
+
+    code = "local_api_error"
+
+
+class LocalRecordNotFoundError(LocalApiError):
+    """The record does not exist in the local replica (or was deleted)."""
+
+    code = "record_not_found"
+
+
+class InvalidQueryError(LocalApiError):
+    """A query names an unknown field or operator, or has a bad limit, offset or order."""
+
+    code = "invalid_query"
+
+
+class MutationNotFoundError(LocalApiError):
+    """No outbox mutation has this id (already synced, discarded, or never existed)."""
+
+    code = "mutation_not_found"
+
+
+class MutationNotRejectedError(LocalApiError):
+    """Only a rejected mutation can be retried or discarded."""
+
+    code = "mutation_not_rejected"
+
+
+# --- client set-up -------------------------------------------------------------------
+
+
+class ClientConfigError(ClientSdkError):
+    """The client was opened with unusable settings."""
+
+    code = "invalid_client_config"
+
+
+class InvalidDeviceIdError(ClientConfigError):
+    """The device id is not 1-64 characters of letters, digits, ``_`` and ``-``."""
+
+    code = "invalid_device_id"
+
+
+class DeviceIdMismatchError(ClientConfigError):
+    """The replica belongs to another device id (changeset ids would collide)."""
+
+    code = "device_id_mismatch"
+
+
+# --- sync ----------------------------------------------------------------------------
+
+
+class SyncError(ClientSdkError):
+    """Synchronisation with the server failed."""
+
+    code = "sync_error"
+
+    #: Whether trying again later may succeed (the background loop backs off and retries).
+    retryable: ClassVar[bool] = False
+
+
+class NetworkError(SyncError):
+    """The server could not be reached, or the connection dropped mid-request."""
+
+    code = "network_error"
+    retryable = True
+
+
+class ServerUnavailableError(SyncError):
+    """The server answered 5xx or 429 (overloaded, restarting): try again later."""
+
+    code = "server_unavailable"
+    retryable = True
+
+
+class AuthenticationError(SyncError):
+    """The server refused the access token, even after a fresh one was asked for."""
+
+    code = "authentication_failed"
+
+
+class RequestRejectedError(SyncError):
+    """The server refused the request itself (4xx); ``server_code`` is its stable code."""
+
+    code = "request_rejected"
+
+    def __init__(
+        self, message: str | None = None, *, status: int = 0, server_code: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.server_code = server_code
+
+
+class ProtocolMismatchError(SyncError):
+    """The server no longer (or not yet) speaks this SDK's protocol version: update the app."""
+
+    code = "unsupported_protocol_version"
+
+
+class CheckpointTooOldError(SyncError):
+    """The stored checkpoint predates the server's retention: a full resync is needed."""
+
+    code = "checkpoint_too_old"
+    retryable = True
+
+
+class DeviceRevokedError(SyncError):
+    """This device was revoked; its replica has been crypto-shredded."""
+
+    code = "device_revoked"
+
+
+class MalformedResponseError(SyncError):
+    """A server response or bootstrap stream could not be decoded."""
+
+    code = "malformed_response"
+    retryable = True
+
+
+class SyncStoppedError(SyncError):
+    """The sync engine was stopped or its replica closed or wiped."""
+
+    code = "sync_stopped"
