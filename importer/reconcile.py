@@ -38,8 +38,9 @@ from sync_protocol.records import Record
 from sync_protocol.rules import SyncRules
 
 from .dynamics.client import DynamicsClient
+from .dynamics.entity_maps import EntityMaps
 from .dynamics.full_load import missing_property
-from .dynamics.mapping import EntityMap, row_clock
+from .dynamics.mapping import row_clock
 from .errors import BadRequestError, MappingError
 from .publisher import UpstreamPublisher, content_digest
 
@@ -142,7 +143,7 @@ class Reconciler:
         client: DynamicsClient,
         store: RecordStore,
         publisher: UpstreamPublisher,
-        maps: dict[str, EntityMap],
+        maps: EntityMaps,
         rules: SyncRules,
         *,
         clock: Callable[[], int] = wall_ms,
@@ -239,7 +240,7 @@ class Reconciler:
                 column = missing_property(e)
                 if url is not None or column is None or column not in emap.select:
                     raise
-                self.maps[entity] = emap.without(column)
+                await self.maps.drop_column(entity, column)
                 continue
             yield page.value
             url = page.next_link

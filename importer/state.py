@@ -12,6 +12,7 @@ key                                    value
 ``importer:wb:done:<change_id>``       :class:`WritebackDone`: change already written
 ``importer:deadletter:<change_id>``    :class:`DeadLetter`: change given up on
 ``importer:file:<sha256>:<entity>``    :class:`FileProgress`: file import progress
+``importer:columns:<entity>``          :class:`MissingColumns`: columns Dynamics lacks
 =====================================  ==================================================
 """
 
@@ -32,6 +33,7 @@ ECHO_PREFIX = "importer:echo:"
 DONE_PREFIX = "importer:wb:done:"
 DEAD_LETTER_PREFIX = "importer:deadletter:"
 FILE_PREFIX = "importer:file:"
+COLUMNS_PREFIX = "importer:columns:"
 
 T = TypeVar("T", bound=msgspec.Struct)
 
@@ -133,6 +135,17 @@ class FileProgress(msgspec.Struct, kw_only=True, omit_defaults=True):
     as_of_ms: int = 0
     started_ms: int = 0
     finished_ms: int = 0
+
+
+class MissingColumns(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Columns of our schema the Dynamics organisation does not have (found by probing)."""
+
+    columns: list[str] = []
+
+
+def columns_key(entity: str) -> str:
+    """State key of an entity's missing columns."""
+    return f"{COLUMNS_PREFIX}{entity}"
 
 
 def sync_key(entity: str) -> str:

@@ -5,8 +5,10 @@ A delta response lists created/updated rows (as ordinary rows) and then deletes
 next delta link. The new link is stored only after every page was published, so a crash
 mid-delta repeats the delta (same batch ids: a no-op for what was already applied).
 
-Rows writeback produced itself are recognised (:mod:`importer.dynamics.echo`) and reduced
-to what Dynamics added. When Dynamics answers that the token expired ("Version stamp
+Rows are reduced to the columns Dynamics really changed (:mod:`importer.dynamics.row_diff`),
+so a CRM edit of one column never overrides a device edit of another, and rows writeback
+produced itself (:mod:`importer.dynamics.echo`) carry nothing but the new ETag and the
+re-stamped columns. When Dynamics answers that the token expired ("Version stamp
 associated with the client has expired"), the entity falls back to a new full load, then a
 reconcile with repair removes records deleted in Dynamics while we were not looking.
 """
@@ -16,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from backend.store.base import RecordStore
 from sync_protocol.changesets import Mutation
@@ -27,7 +28,7 @@ from ..state import EntitySync, StateStore, sync_key
 from .client import DynamicsClient, Row
 from .echo import DELETED, EchoRegistry
 from .full_load import FullLoader, LoadStats, page_digest, wall_ms
-from .mapping import MODIFIED_COLUMN
+from .row_diff import RowDiffer
 
 logger = logging.getLogger("crmsync.importer.change_tracking")
 
@@ -74,6 +75,7 @@ class ChangeTracker:
         self.store = store
         self.reconcile = reconcile
         self.apply_timeout_s = apply_timeout_s
+        self.differ = loader.differ or RowDiffer(store, echoes)
         self.fallbacks = 0
 
     async def sync(self, entities: Sequence[str] | None = None) -> dict[str, LoadStats]:
@@ -171,8 +173,8 @@ class ChangeTracker:
     ) -> list[Mutation]:
         emap = self.maps[entity]
         now = self.loader.clock()
-        out: list[Mutation] = []
-        echo_rows: list[tuple[Mutation, dict[str, Any]]] = []
+        deletes: list[Mutation] = []
+        upserts: list[Mutation] = []
         for row in rows:
             if is_deleted_entry(row):
                 record_id = str(row.get("id", "")).lower()
@@ -183,47 +185,19 @@ class ChangeTracker:
                     await self.echoes.seen(entity, record_id)
                     stats.echoes += 1
                     continue
-                out.append(emap.delete_mutation(record_id, now))
+                deletes.append(emap.delete_mutation(record_id, now))
                 stats.deletes += 1
                 continue
             try:
-                m = emap.to_mutation(row)
+                upserts.append(emap.to_mutation(row))
             except MappingError as e:
                 stats.skipped_rows += 1
                 logger.warning("skipping a %s delta row: %s", entity, e.code)
-                continue
-            echo = self.echoes.match(entity, m.id, m.etag)
-            if echo is not None:
-                echo_rows.append((m, echo.fields))
-                continue
-            out.append(m)
-            stats.records += 1
-        if echo_rows:
-            out.extend(await self._echo_mutations(entity, echo_rows, stats))
-        return out
-
-    async def _echo_mutations(
-        self, entity: str, echo_rows: list[tuple[Mutation, dict[str, Any]]], stats: LoadStats
-    ) -> list[Mutation]:
-        """Reduce our own writes to what Dynamics added: never the values we wrote."""
-        current = await self.store.get_many([(entity, m.id) for m, _ in echo_rows])
-        out: list[Mutation] = []
-        for m, written in echo_rows:
-            stats.echoes += 1
-            await self.echoes.seen(entity, m.id)
-            rec = current.get((entity, m.id))
-            if rec is None:
-                fields = {k: v for k, v in m.fields.items() if k not in written}
-            else:
-                fields = {
-                    k: v
-                    for k, v in m.fields.items()
-                    if k not in written and k != MODIFIED_COLUMN and rec.fields.get(k) != v
-                }
-                if not fields and rec.upstream_etag == m.etag:
-                    continue  # nothing at all to tell the store
-            out.append(Mutation(entity=entity, id=m.id, clock=m.clock, fields=fields, etag=m.etag))
-        return out
+        before = self.differ.echoes_seen
+        reduced = await self.differ.reduce(entity, upserts)
+        stats.echoes += self.differ.echoes_seen - before
+        stats.records += len(reduced)
+        return [*reduced, *deletes]
 
 
 __all__ = ["ChangeTracker", "is_deleted_entry", "wall_ms"]

@@ -38,7 +38,9 @@ from ..errors import BadRequestError, MappingError
 from ..publisher import UpstreamPublisher, content_digest
 from ..state import EntitySync, StateStore, sync_key
 from .client import DynamicsClient, Page, Row
+from .entity_maps import EntityMaps
 from .mapping import EntityMap
+from .row_diff import RowDiffer
 
 logger = logging.getLogger("crmsync.importer.full_load")
 
@@ -119,6 +121,8 @@ class FullLoader:
             turns out to lack a column).
         config: Importer settings.
         clock: Wall time in ms (injected for tests).
+        differ: Reduces rows to what the store lacks on a *re*-load (after a delta token
+            expired); the first load publishes whole rows (the store has none of them).
     """
 
     def __init__(
@@ -126,12 +130,14 @@ class FullLoader:
         client: DynamicsClient,
         publisher: UpstreamPublisher,
         state: StateStore,
-        maps: dict[str, EntityMap],
+        maps: EntityMaps,
         config: ImporterConfig,
         *,
         clock: Callable[[], int] = wall_ms,
+        differ: RowDiffer | None = None,
     ) -> None:
         self.client = client
+        self.differ = differ
         self.publisher = publisher
         self.state = state
         self.maps = maps
@@ -214,11 +220,11 @@ class FullLoader:
                 emap = self.maps[entity]
                 if column is None or column not in emap.select or column == emap.key:
                     raise
-                logger.warning("Dynamics has no column %s.%s: left out", entity, column)
-                self.maps[entity] = emap.without(column)
+                await self.maps.drop_column(entity, column)
 
     async def _run(self, entity: str, st: EntitySync, stats: LoadStats) -> None:
         key = sync_key(entity)
+        reload = st.full_loads > 0
         queue: asyncio.Queue[tuple[str, Page] | None] = asyncio.Queue(maxsize=2)
 
         async def fetch() -> None:
@@ -250,6 +256,8 @@ class FullLoader:
                 url, page = item
                 emap = self.maps[entity]
                 mutations = rows_to_mutations(emap, page.value, stats)
+                if reload and self.differ is not None:
+                    mutations = await self.differ.reduce(entity, mutations)
                 batch_id = (
                     f"dynamics:{entity}:{st.run_id}:p{st.pages}:"
                     f"{page_digest(url, page.value, emap.key)}"

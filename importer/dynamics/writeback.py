@@ -56,6 +56,7 @@ from ..errors import (
     RecordNotFoundError,
     TransportError,
 )
+from ..publisher import UpstreamPublisher, content_digest
 from ..state import (
     DEAD_LETTER_PREFIX,
     DeadLetter,
@@ -127,55 +128,64 @@ def merge_with_dynamics(
     dynamics_clock: HLC,
     policy: EntityPolicy,
     now_ms: int,
+    base: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Merge device values into a concurrently changed Dynamics row, field by field.
 
-    The Dynamics row is the current record (every field stamped with the row's
-    ``modifiedon`` clock, an ``upstream:`` clock) and the device's fields a concurrent
-    device mutation (base version 0), so :func:`sync_protocol.merge.merge` decides each
-    field by the entity's policy exactly as the applier would: ``lww`` by clock,
-    ``upstream_wins`` for Dynamics, ``manual`` keeps Dynamics' value.
+    A three-way merge: a field whose Dynamics value is still ``base`` (what the record held
+    when the device changed it) was not touched in Dynamics, so the device value goes in.
+    A field changed on both sides is a real conflict and is decided by
+    :func:`sync_protocol.merge.merge` exactly as the applier would: the Dynamics row is the
+    current record (its fields stamped with the row's ``modifiedon`` clock, an upstream
+    clock), the device's values a concurrent device mutation under the entity's policy
+    (``lww`` by clock, ``upstream_wins`` for Dynamics, ``manual`` keeps Dynamics' value).
+
+    Without ``base`` nothing tells which columns the CRM touched (Dynamics keeps one
+    ``modifiedon`` per row), and the device value goes in: deciding by the row's clock
+    would let a CRM edit of one column override device edits of every other column.
 
     Args:
         entity: Entity name.
         record_id: The record.
         device_fields: The device's live values to write.
         device_clocks: Their clocks (from the store).
-        dynamics_fields: The row's current values (ours names).
+        dynamics_fields: The row's current values (our names).
         dynamics_clock: The row's clock.
         policy: The entity's conflict policy.
         now_ms: Server wall time.
+        base: Values of the fields before the device changed them, when known.
 
     Returns:
-        ``(to_write, lost)``: fields to send (device won and the value differs) and fields
-        Dynamics won (device value, for the record).
+        ``(to_write, lost)``: fields to send (the device won and the value differs) and
+        fields Dynamics won (with the device's value, for the record).
     """
-    differing = {
-        k: v
-        for k, v in device_fields.items()
-        if k not in dynamics_fields or dynamics_fields[k] != v
-    }
-    if not differing:
-        return {}, {}
+    differing = {k: v for k, v in device_fields.items() if dynamics_fields.get(k) != v}
+    to_write: dict[str, Any] = {}
+    conflicting: dict[str, Any] = {}
+    for name, value in differing.items():
+        if base is not None and name in base and dynamics_fields.get(name) != base[name]:
+            conflicting[name] = value
+        else:
+            to_write[name] = value
+    lost: dict[str, Any] = {}
+    if not conflicting:
+        return to_write, lost
     current = Record(
         entity=entity,
         id=record_id,
         version=1,
-        fields=dict(dynamics_fields),
-        clocks={k: dynamics_clock for k in dynamics_fields},
-        field_versions={k: 1 for k in dynamics_fields},
+        fields={k: dynamics_fields.get(k) for k in conflicting},
+        clocks={k: dynamics_clock for k in conflicting},
+        field_versions={k: 1 for k in conflicting},
     )
     by_clock: dict[HLC, dict[str, Any]] = {}
-    for name, value in differing.items():
+    for name, value in conflicting.items():
         clock = device_clocks.get(name) or HLC(now_ms, 0, WRITEBACK_NODE)
         by_clock.setdefault(clock, {})[name] = value
     ctx = MergeContext(source="device", policy=policy, now_ms=now_ms, max_skew_ms=2**40)
-    to_write: dict[str, Any] = {}
-    lost: dict[str, Any] = {}
     for clock, fields in sorted(by_clock.items()):
-        result = merge(
-            current, Mutation(entity=entity, id=record_id, clock=clock, fields=fields), ctx
-        )
+        m = Mutation(entity=entity, id=record_id, clock=clock, fields=fields)
+        result = merge(current, m, ctx)
         if result.record is None:  # rejected (schema): keep Dynamics' values
             lost.update(fields)
             continue
@@ -200,6 +210,7 @@ class Writeback:
         config: Importer settings.
         clock: Wall time in ms.
         sleep: Awaitable sleep (back-off between attempts).
+        publisher: Publishes Dynamics values that won a conflict to the store.
     """
 
     def __init__(
@@ -214,8 +225,10 @@ class Writeback:
         *,
         clock: Callable[[], int] = wall_ms,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        publisher: UpstreamPublisher | None = None,
     ) -> None:
         self.client = client
+        self.publisher = publisher
         self.state = state
         self.store = store
         self.maps = maps
@@ -528,14 +541,15 @@ class Writeback:
         targets: Mapping[str, str],
     ) -> tuple[Outcome | None, dict[str, Any]]:
         device = emap.writable_fields(change.fields)
+        dyn_fields = emap.to_fields(row)
         to_write: dict[str, Any]
         lost: dict[str, Any]
+        clocks: Mapping[str, HLC] = {}
         if own_version:
             to_write, lost = device, {}  # the row is our own last write: nothing concurrent
         else:
             rec = await self.store.get(change.entity, change.id)
             clocks = rec.clocks if rec is not None else {}
-            dyn_fields = emap.to_fields(row)
             to_write, lost = merge_with_dynamics(
                 change.entity,
                 change.id,
@@ -545,8 +559,17 @@ class Writeback:
                 row_clock(row, self.config.node),
                 policy,
                 self.clock(),
+                base=getattr(change, "base", None),
             )
+        if lost:
+            await self._publish_lost(
+                change, row, etag, {k: dyn_fields.get(k) for k in lost}, clocks
+            )
+        # Device values Dynamics already holds count as written: their echo re-stamps them.
+        in_sync = {k: v for k, v in device.items() if dyn_fields.get(k) == v and k not in lost}
         if not to_write:
+            if etag is not None and in_sync:
+                await self.echoes.remember(change.entity, change.id, etag, in_sync)
             await self._mark_done(change, etag)
             self.stats.merged += 1
             return Outcome(change, "merged", etag=etag), lost
@@ -564,9 +587,33 @@ class Writeback:
         except PreconditionFailedError:
             return None, lost  # changed again: read and merge once more
         new_etag = etag_of(resp) or await self._etag_after(change, BatchResponse(204, {}, b""))
-        await self._written(change, new_etag, to_write)
+        await self._written(change, new_etag, {**in_sync, **to_write})
         self.stats.merged += 1
         return Outcome(change, "merged", etag=new_etag), lost
+
+    async def _publish_lost(
+        self,
+        change: OutboundChange,
+        row: Row,
+        etag: str | None,
+        values: dict[str, Any],
+        device_clocks: Mapping[str, HLC],
+    ) -> None:
+        """Hand the Dynamics values that won a conflict to the store, so both sides agree.
+
+        The clock is lifted above the device clocks of those fields: the merge here
+        decided that Dynamics wins them, and the store must not decide otherwise.
+        """
+        if self.publisher is None:
+            return
+        clock = row_clock(row, self.config.node)
+        for name in values:
+            above = device_clocks.get(name)
+            if above is not None and above >= clock:
+                clock = HLC(above.wall_ms + 1, 0, clock.node)
+        m = Mutation(entity=change.entity, id=change.id, clock=clock, fields=values, etag=etag)
+        batch_id = f"writeback:{change.change_id}:{content_digest(etag or '', *sorted(values))}"
+        await self.publisher.publish(change.entity, [m], batch_id)
 
     async def _retry_delete(
         self,
@@ -602,7 +649,8 @@ class Writeback:
                 ctx,
             )
             if not result.result.deleted:
-                # The concurrent Dynamics update wins; the delta brings it back to the store.
+                # The concurrent Dynamics update wins: the record comes back in the store.
+                await self._publish_lost(change, row, etag, dyn, {k: device_clock for k in dyn})
                 await self._mark_done(change, etag)
                 self.stats.merged += 1
                 return Outcome(change, "merged", etag=etag, lost={"$deleted": True})

@@ -18,7 +18,9 @@ DEVICE = "device:d1"
 UP = "upstream:dynamics"
 
 
-def test_device_wins_fields_with_a_newer_clock_under_lww() -> None:
+def test_without_base_the_device_value_goes_in() -> None:
+    # Dynamics keeps one modifiedon per row: a CRM edit of another column must not make
+    # the device lose its own columns.
     to_write, lost = merge_with_dynamics(
         "account",
         ID,
@@ -29,11 +31,30 @@ def test_device_wins_fields_with_a_newer_clock_under_lww() -> None:
         EntityPolicy(),
         now_ms=3000,
     )
-    assert to_write == {"name": "Device name"}
+    assert to_write == {"name": "Device name", "telephone1": "+39 1"}
+    assert lost == {}
+
+
+def test_three_way_merge_decides_real_conflicts_by_clock_under_lww() -> None:
+    to_write, lost = merge_with_dynamics(
+        "account",
+        ID,
+        {"name": "Device name", "telephone1": "+39 1", "address1_city": "Roma"},
+        {k: HLC(500, 0, DEVICE) for k in ("name", "telephone1", "address1_city")}
+        | {"name": HLC(2000, 0, DEVICE)},
+        {"name": "CRM name", "telephone1": "+39 2", "address1_city": "Milano"},
+        HLC(1000, 3, UP),
+        EntityPolicy(),
+        now_ms=3000,
+        base={"name": "Old", "telephone1": "+39 0", "address1_city": "Milano"},
+    )
+    # city: untouched in Dynamics -> device; name: both changed, device newer -> device;
+    # telephone: both changed, Dynamics newer -> Dynamics.
+    assert to_write == {"name": "Device name", "address1_city": "Roma"}
     assert lost == {"telephone1": "+39 1"}
 
 
-def test_upstream_wins_and_manual_keep_dynamics_values() -> None:
+def test_upstream_wins_and_manual_keep_dynamics_values_in_real_conflicts() -> None:
     policy = EntityPolicy(fields={"accountnumber": "upstream_wins", "description": "manual"})
     to_write, lost = merge_with_dynamics(
         "account",
@@ -44,6 +65,7 @@ def test_upstream_wins_and_manual_keep_dynamics_values() -> None:
         HLC(1000, 0, UP),
         policy,
         now_ms=10_000,
+        base={"accountnumber": "A-0", "description": "notes", "name": "old"},
     )
     assert to_write == {"name": "N"}
     assert lost == {"accountnumber": "D-1", "description": "device notes"}
