@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 import msgspec
 from litestar import Controller, Litestar, MediaType, Request, Response, asgi, get, post, put
 from litestar.datastructures import State
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from infra.dynamics_emulator.auth import TokenRequestError
@@ -95,7 +96,7 @@ class ControlController(Controller):
         return _emulator(state).faults.config
 
     @put("/faults", status_code=HTTP_200_OK)
-    async def put_faults(self, state: State, data: dict[str, Any]) -> FaultConfig:
+    async def put_faults(self, state: State, data: JSONBody[dict[str, Any]]) -> FaultConfig:
         """Change fault rates at runtime (fields not sent keep their value); reseeds the dice."""
         emulator = _emulator(state)
         config: FaultConfig = _merge(emulator.faults.config, data)
@@ -108,7 +109,7 @@ class ControlController(Controller):
         return _emulator(state).protection.limits
 
     @put("/limits", status_code=HTTP_200_OK)
-    async def put_limits(self, state: State, data: dict[str, Any]) -> LimitsConfig:
+    async def put_limits(self, state: State, data: JSONBody[dict[str, Any]]) -> LimitsConfig:
         """Change service protection limits at runtime (fields not sent keep their value)."""
         emulator = _emulator(state)
         limits: LimitsConfig = _merge(emulator.protection.limits, data)
@@ -116,7 +117,7 @@ class ControlController(Controller):
         return limits
 
     @post("/mutate", status_code=HTTP_200_OK)
-    async def mutate(self, state: State, data: MutationRequest) -> Response[Any]:
+    async def mutate(self, state: State, data: JSONBody[MutationRequest]) -> Response[Any]:
         """Create, update or delete a record as a Dynamics user (a concurrent CRM edit)."""
         row = _emulator(state).mutate(
             data.op, data.entity_set, data.id, data.fields, user=data.user
@@ -126,7 +127,7 @@ class ControlController(Controller):
         return Response(content=row, status_code=HTTP_200_OK)
 
     @post("/clock/advance", status_code=HTTP_200_OK)
-    async def advance_clock(self, state: State, data: ClockAdvance) -> dict[str, str]:
+    async def advance_clock(self, state: State, data: JSONBody[ClockAdvance]) -> dict[str, str]:
         """Move a manual clock forward (only when the app was created with one)."""
         clock = _emulator(state).clock
         if not isinstance(clock, ManualClock):
@@ -140,7 +141,7 @@ class ControlController(Controller):
         _emulator(state).reset()
 
     @post("/token", status_code=HTTP_200_OK)
-    async def token(self, state: State, data: TokenGrant) -> dict[str, Any]:
+    async def token(self, state: State, data: JSONBody[TokenGrant]) -> dict[str, Any]:
         """Mint a bearer token without client credentials (test convenience)."""
         issued = _emulator(state).tokens.issue_for(data.client_id, lifetime_s=data.lifetime_s)
         body: dict[str, Any] = issued.body()
@@ -148,7 +149,9 @@ class ControlController(Controller):
 
 
 @post("/{tenant:str}/oauth2/v2.0/token", status_code=HTTP_200_OK)
-async def oauth_token(tenant: str, request: Request[Any, Any, Any], state: State) -> Response[Any]:
+async def oauth_token(
+    tenant: FromPath[str], request: Request[Any, Any, Any], state: State
+) -> Response[Any]:
     """OAuth2 client-credentials token endpoint (Microsoft Entra ID's shape)."""
     body = await request.body()
     form = dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))

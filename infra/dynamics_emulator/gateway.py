@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
+from urllib.parse import unquote
 
 from infra.dynamics_emulator.auth import challenge
 from infra.dynamics_emulator.emulator import Emulator
@@ -145,7 +146,11 @@ class ApiGateway:
 
 
 def _api_path(scope: Scope) -> str:
-    path: str = scope.get("path", "/")
+    # Litestar's mount rewrites scope["path"] (prefix removed, "/" appended); the raw path
+    # is what the client sent.
+    raw = scope.get("raw_path")
+    # Some clients (Litestar's test transport) leave the query string in raw_path.
+    path: str = unquote(raw.decode("latin-1").split("?", 1)[0]) if raw else scope.get("path", "/")
     if path.startswith(API_ROOT):
         path = path[len(API_ROOT) :]
     return path or "/"

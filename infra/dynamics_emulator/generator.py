@@ -283,6 +283,13 @@ class DatasetGenerator:
             "industrycode": _INDUSTRIES[(b >> 40) % 10],
             "revenue": float(((r2 >> 33) % 50_000 + 10) * 1_000),
             "numberofemployees": employees,
+            "description": (
+                country.customer_since.format(
+                    year=2000 + (r2 >> 56) % 25, region=country.regions[ri].name
+                )
+                if (b >> 50) & 1
+                else None
+            ),
         }
         if contact is not None:
             row[_PRIMARYCONTACTID_NAV] = "primarycontactid"
@@ -342,6 +349,7 @@ class DatasetGenerator:
             providers = country.email_providers
             email = f"{first_slug}.{last_slug}{r2 % 100}@{providers[(r2 >> 8) % len(providers)]}"
         cities = country.regions[self._user_region[u]].cities
+        city = cities[(b >> 28) % len(cities)]
         active = (b >> 40) % 20 != 0
         created, modified = self._dates(r2)
         owner = self._user_guid[u]
@@ -353,7 +361,8 @@ class DatasetGenerator:
             "jobtitle": country.job_titles[(b >> 24) % len(country.job_titles)],
             "emailaddress1": email,
             "mobilephone": format_mobile(country, r2 >> 12),
-            "address1_city": cities[(b >> 28) % len(cities)].name,
+            "telephone1": format_landline(country, city, r2 >> 20) if (b >> 44) & 3 else None,
+            "address1_city": city.name,
             "address1_country": country.name,
         }
         if parent is not None:
@@ -486,6 +495,7 @@ class DatasetGenerator:
         row["salesstage"] = stage
         row["stepname"] = _STEPNAMES[stage]
         row["estimatedclosedate"] = self._day(close)
+        row["description"] = None
         row[_TRANSACTIONCURRENCYID_NAV] = "transactioncurrencyid"
         row[_TRANSACTIONCURRENCYID_LOGICAL] = "transactioncurrency"
         row["_transactioncurrencyid_value"] = self._currency_guid[1 if ci == 4 else 0]
@@ -538,6 +548,7 @@ class DatasetGenerator:
             "name": f"{country.quote_word} {product}",
             "quotenumber": f"QUO-{q + 1:05d}-{(r2 >> 8) % 0x1000000:06X}",
             "totalamount": float(((r2 >> 34) % 200_000 + 50) * 10),
+            "description": None,
         }
         if opportunity is not None:
             row[_OPPORTUNITYID_NAV] = "opportunityid"
@@ -611,6 +622,7 @@ class DatasetGenerator:
             "scheduledend": self.iso(end),
             "location": cities[(b >> 40) % len(cities)].name,
             "isalldayevent": all_day,
+            "description": None,
         }
         if regarding is not None:
             row[_REGARDINGOBJECTID_NAV] = f"regardingobjectid_{target}_appointment"

@@ -152,6 +152,7 @@ ACCOUNT = Table(
         Column("industrycode", Kind.PICKLIST, option_set="industrycode"),
         Column("revenue", Kind.MONEY),
         Column("numberofemployees", Kind.INT),
+        _s("description", 2000),
         _lookup("_primarycontactid_value", ("contact", "contacts", "primarycontactid")),
         _CURRENCY,
         _lookup("_territoryid_value", ("territory", "territories", "territoryid")),
@@ -172,6 +173,7 @@ CONTACT = Table(
         _s("jobtitle", 100),
         _s("emailaddress1", 100),
         _s("mobilephone", 50),
+        _s("telephone1", 50),
         _s("address1_city", 80),
         _s("address1_country", 80),
         _lookup(
@@ -223,6 +225,7 @@ OPPORTUNITY = Table(
         Column("salesstage", Kind.PICKLIST, option_set="salesstage"),
         _s("stepname", 200),
         Column("estimatedclosedate", Kind.DATEONLY),
+        _s("description", 2000),
         _CURRENCY,
         *_system("opportunity", "opportunityid"),
     ),
@@ -238,6 +241,7 @@ QUOTE = Table(
         _s("name", 300),
         _s("quotenumber", 100),
         Column("totalamount", Kind.MONEY),
+        _s("description", 2000),
         _lookup("_opportunityid_value", ("opportunity", "opportunities", "opportunityid")),
         _lookup(
             "_customerid_value",
@@ -261,9 +265,11 @@ APPOINTMENT = Table(
         Column("scheduledend", Kind.DATETIME),
         _s("location", 200),
         Column("isalldayevent", Kind.BOOL),
+        _s("description", 2000),
         _lookup(
             "_regardingobjectid_value",
             ("account", "accounts", "regardingobjectid_account_appointment"),
+            ("contact", "contacts", "regardingobjectid_contact_appointment"),
             ("opportunity", "opportunities", "regardingobjectid_opportunity_appointment"),
         ),
         *_system("appointment", "activityid"),

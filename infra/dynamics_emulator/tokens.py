@@ -38,9 +38,9 @@ _HEX = re.compile(r"%[0-9A-F]{2}")
 def dotnet_url_encode(text: str) -> str:
     """URL-encode like .NET ``HttpUtility.UrlEncode`` but with ``%20`` for spaces.
 
-    Everything except ASCII letters, digits and ``-_.!*()`` is escaped, with lowercase hex.
+    Everything except ASCII letters, digits and ``-_.`` is escaped, with lowercase hex.
     """
-    encoded = quote(text, safe="-_.!*()")
+    encoded = quote(text, safe="-_.")
     return _HEX.sub(lambda m: m.group(0).lower(), encoded)
 
 

@@ -83,6 +83,7 @@ class Country:
     lead_prefix: str
     quote_word: str
     visit_word: str
+    customer_since: str
 
 
 def _cities(*rows: tuple[str, int, int, str]) -> tuple[City, ...]:
@@ -183,6 +184,7 @@ ITALY = Country(
     lead_prefix="Interesse per",
     quote_word="Offerta",
     visit_word="Visita cliente",
+    customer_since="Cliente dal {year}, area {region}.",
 )  # fmt: skip
 
 GERMANY = Country(
@@ -262,6 +264,7 @@ GERMANY = Country(
     lead_prefix="Interesse an",
     quote_word="Angebot",
     visit_word="Kundentermin",
+    customer_since="Kunde seit {year}, Region {region}.",
 )  # fmt: skip
 
 FRANCE = Country(
@@ -346,6 +349,7 @@ FRANCE = Country(
     lead_prefix="Intérêt pour",
     quote_word="Devis",
     visit_word="Rendez-vous client",
+    customer_since="Client depuis {year}, région {region}.",
 )  # fmt: skip
 
 SPAIN = Country(
@@ -430,6 +434,7 @@ SPAIN = Country(
     lead_prefix="Interés en",
     quote_word="Presupuesto",
     visit_word="Visita comercial",
+    customer_since="Cliente desde {year}, zona {region}.",
 )  # fmt: skip
 
 POLAND = Country(
@@ -505,6 +510,7 @@ POLAND = Country(
     lead_prefix="Zainteresowanie:",
     quote_word="Oferta",
     visit_word="Spotkanie z klientem",
+    customer_since="Klient od {year}, region {region}.",
 )  # fmt: skip
 
 #: The five countries, in a fixed order (their position is the country index).
