@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +25,14 @@ import pytest
 from litestar import Litestar
 
 from backend.applier.config import ApplierConfig
+from backend.applier.messages import Actor, ChangesetEnvelope
+from backend.applier.messages import encode as encode_message
 from backend.applier.metrics import ApplierMetrics
 from backend.applier.service import Applier
 from backend.applier.worker import ApplierWorker
 from backend.messaging.broker import NatsBroker
 from backend.messaging.config import NatsConfig
+from backend.messaging.subjects import changeset_subject
 from backend.store.base import RecordStore
 from backend.store.config import StoreConfig
 from backend.store.factory import create_store
@@ -38,7 +42,10 @@ from importer.runtime import ImporterRuntime, ImporterSettings
 from infra.dynamics_emulator import Clock, EmulatorConfig, EmulatorServer, create_app
 from infra.dynamics_emulator.config import AuthConfig, LimitsConfig
 from infra.dynamics_emulator.emulator import Emulator
+from sync_protocol.changesets import ChangesetResult, Mutation, PushRequest
 from sync_protocol.default_rules import default_rules
+from sync_protocol.hlc import HLC
+from sync_protocol.version import PROTOCOL_VERSION
 
 SMALL_COUNTS = {
     "accounts": 400,
@@ -229,3 +236,64 @@ def await_applied(store: RecordStore) -> AwaitApplied:
         assert ok, "upstream batches not applied in time"
 
     return wait
+
+
+# ---------------------------------------------------------------------------- device pushes
+
+Push = Callable[..., Any]
+
+
+@pytest.fixture
+def push(broker: NatsBroker, store: RecordStore) -> Push:
+    """``await push(user, mutations, profile=..., channels=...)``: a device changeset through
+    the applier, like the gateway publishes it; returns the stored result."""
+    counter = {"n": 0}
+
+    async def send(
+        user: str,
+        mutations: list[Mutation],
+        *,
+        profile: str = "sales_rep",
+        channels: list[str] | None = None,
+        device: str = "dev1",
+    ) -> ChangesetResult:
+        counter["n"] += 1
+        changeset_id = f"{device}:{counter['n']}"
+        envelope = ChangesetEnvelope(
+            push=PushRequest(
+                protocol=PROTOCOL_VERSION,
+                changeset_id=changeset_id,
+                device_id=device,
+                mutations=mutations,
+            ),
+            actor=Actor(
+                user=user,
+                profile=profile,
+                channels=channels or [f"owner:{user}"],
+                device_id=device,
+            ),
+            received_ms=int(time.time() * 1000),
+        )
+        await broker.publish(
+            changeset_subject(device), encode_message(envelope), msg_id=changeset_id
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            result = await store.changeset_result(changeset_id)
+            if result is not None:
+                return result
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"changeset {changeset_id} was not applied")
+
+    return send
+
+
+def device_clock(device: str = "dev1") -> HLC:
+    """A device clock reading now."""
+    return HLC(int(time.time() * 1000), 0, device)
+
+
+@pytest.fixture
+def now_clock() -> Callable[[str], HLC]:
+    """``now_clock(device)``: an HLC of that device reading now."""
+    return device_clock
