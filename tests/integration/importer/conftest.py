@@ -189,12 +189,14 @@ async def make_runtime(
     nats_config: NatsConfig,
     store_config: StoreConfig,
 ) -> AsyncIterator[MakeRuntime]:
-    """``make_runtime(**importer_overrides)``: an importer wired to the emulator in-process."""
+    """``make_runtime(base=None, **importer_overrides)``: an importer wired to the test's
+    store and streams, and to the emulator (in-process, or over HTTP at ``base``)."""
     made: list[ImporterRuntime] = []
 
-    def make(**overrides: Any) -> ImporterRuntime:
+    def make(*, base: str | None = None, **overrides: Any) -> ImporterRuntime:
+        """``base``: reach an emulator over real HTTP at this root instead of in-process."""
         settings = ImporterSettings(
-            importer=importer_config(EMULATOR_HOST, **overrides),
+            importer=importer_config(base or EMULATOR_HOST, **overrides),
             nats=nats_config,
             store=store_config,
             rules=default_rules(),
@@ -204,7 +206,7 @@ async def make_runtime(
             settings,
             store=store,
             broker=broker,
-            transport=httpx.ASGITransport(app=emulator_app),
+            transport=None if base else httpx.ASGITransport(app=emulator_app),
         )
         made.append(runtime)
         return runtime
