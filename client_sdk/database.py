@@ -151,7 +151,13 @@ BASE_MIGRATIONS: Final[tuple[Migration, ...]] = (
         version=1,
         name="records_and_sync_state",
         statements=(
+            # A rowid table, not WITHOUT ROWID: rows are ~0.5 KiB and ids are random
+            # UUIDs, so a clustered (entity, id) key made every insert land on a random
+            # wide leaf page (16k rows/s raw at 100k rows with an 8 MiB cache, vs 77k/s
+            # for rowid appends plus a narrow unique index). ``doc`` is the rowid:
+            # entity_code << 40 | n (see client_sdk.search), also the search rowid.
             """CREATE TABLE records(
+                doc INTEGER PRIMARY KEY,
                 entity TEXT NOT NULL,
                 id TEXT NOT NULL,
                 version INTEGER NOT NULL,
@@ -159,9 +165,12 @@ BASE_MIGRATIONS: Final[tuple[Migration, ...]] = (
                 fields BLOB NOT NULL,
                 deleted INTEGER NOT NULL DEFAULT 0,
                 channels TEXT NOT NULL DEFAULT '[]',
-                doc INTEGER,
-                PRIMARY KEY (entity, id)
-            ) WITHOUT ROWID""",
+                UNIQUE (entity, id)
+            )""",
+            """CREATE TABLE doc_counter(
+                entity_code INTEGER PRIMARY KEY,
+                last_doc INTEGER NOT NULL
+            )""",
             """CREATE TABLE sync_state(
                 key TEXT PRIMARY KEY,
                 value
@@ -177,11 +186,11 @@ BASE_MIGRATIONS: Final[tuple[Migration, ...]] = (
 )
 
 _UPSERT_RECORD_SQL: Final = (
-    "INSERT INTO records(entity, id, version, seq, fields, deleted, channels, doc)"
-    " VALUES (?, ?, ?, ?, jsonb(?), ?, ?, ?)"
+    "INSERT INTO records(doc, entity, id, version, seq, fields, deleted, channels)"
+    " VALUES (?, ?, ?, ?, ?, jsonb(?), ?, ?)"
     " ON CONFLICT(entity, id) DO UPDATE SET version = excluded.version,"
     " seq = excluded.seq, fields = excluded.fields, deleted = excluded.deleted,"
-    " channels = excluded.channels, doc = excluded.doc"
+    " channels = excluded.channels"
 )
 _RECORD_COLUMNS: Final = "entity, id, version, seq, json(fields), deleted, channels"
 
@@ -315,6 +324,10 @@ def _migrate(conn: Connection, migrations: Sequence[Migration]) -> list[int]:
     return done
 
 
+def _first(row: tuple[Any, ...]) -> Any:
+    return row[0]
+
+
 def _row_to_record(row: tuple[Any, ...]) -> LocalRecord:
     entity, id_, version, seq, fields, deleted, channels = row
     return LocalRecord(
@@ -325,6 +338,36 @@ def _row_to_record(row: tuple[Any, ...]) -> LocalRecord:
         fields=_fields_decoder.decode(fields),
         deleted=bool(deleted),
         channels=_channels_decoder.decode(channels),
+    )
+
+
+def allocate_docs(conn: Connection, entity: str, count: int) -> int:
+    """Reserve ``count`` new ``records.doc`` values for an entity; returns the first.
+
+    Docs are ``entity_code << 40 | n`` with ``n`` from a per-code counter, never
+    reused (a purged record's doc could otherwise resurface in a stale search hit).
+    Must run inside the caller's write transaction.
+    """
+    code = search.entity_code(entity)
+    row = conn.execute("SELECT last_doc FROM doc_counter WHERE entity_code = ?", (code,)).fetchone()
+    last = int(row[0]) if row else search.doc_range(code)[0]
+    if last + count > search.doc_range(code)[1]:
+        raise LocalDatabaseError(f"document ids of entity code {code} exhausted")
+    conn.execute(
+        "INSERT INTO doc_counter(entity_code, last_doc) VALUES (?, ?)"
+        " ON CONFLICT(entity_code) DO UPDATE SET last_doc = excluded.last_doc",
+        (code, last + count),
+    )
+    return last + 1
+
+
+def _existing_docs(conn: Connection, entity: str, ids: list[str]) -> dict[str, int]:
+    return dict(
+        conn.execute(
+            "SELECT id, doc FROM records WHERE entity = ?"
+            " AND id IN (SELECT value FROM json_each(?))",
+            (entity, _json_encoder.encode(ids).decode()),
+        ).fetchall()
     )
 
 
@@ -564,27 +607,29 @@ class LocalDatabase:
         return total
 
     def _write_batch(self, conn: Connection, batch: list[LocalRecord]) -> int:
-        searchable: dict[str, list[LocalRecord]] = {}
-        checked: set[str] = set()
+        # Every record gets a freshly allocated doc, contiguous per entity; the upsert
+        # keeps the old doc on conflict. A rowid-range read then tells which records
+        # were new (all of them during a bootstrap, so no per-id lookup is needed).
+        counts: dict[str, int] = {}
         for r in batch:
-            if r.entity not in checked:
+            n = counts.get(r.entity)
+            if n is None:
                 _entity_literal(r.entity)
-                checked.add(r.entity)
+                n = 0
+            counts[r.entity] = n + 1
+        first_doc = {e: allocate_docs(conn, e, n) for e, n in counts.items()}
+        next_doc = dict(first_doc)
+        record_rows = []
+        proposed: list[int] = []
+        channel_cache: dict[tuple[str, ...], str] = {}
+        encode = _json_encoder.encode
+        for r in batch:
             if not isinstance(r.id, str) or not r.id:
                 raise InvalidRecordError(f"record id must be a non-empty string: {r.id!r}")
             if type(r.version) is not int or r.version < 0 or type(r.seq) is not int:
                 raise InvalidRecordError(f"bad version/seq on {r.entity}/{r.id}")
             if not isinstance(r.fields, dict):
                 raise InvalidRecordError(f"fields of {r.entity}/{r.id} must be a dict")
-            if r.entity in search.SEARCHABLE_ENTITIES:
-                searchable.setdefault(r.entity, []).append(r)
-        docs = self._document_ids(conn, searchable)
-        record_rows = []
-        document_rows = []
-        deleted_docs = []
-        channel_cache: dict[tuple[str, ...], str] = {}
-        encode = _json_encoder.encode
-        for r in batch:
             try:
                 fields_json = encode(r.fields).decode()
                 channel_key = r.channels if type(r.channels) is tuple else tuple(r.channels)
@@ -593,47 +638,65 @@ class LocalDatabase:
                     channels = channel_cache[channel_key] = encode(channel_key).decode()
             except (TypeError, msgspec.EncodeError) as e:
                 raise InvalidRecordError(f"cannot encode {r.entity}/{r.id}: {e}") from e
-            doc = docs.get((r.entity, r.id))
+            doc = next_doc[r.entity]
+            next_doc[r.entity] = doc + 1
+            proposed.append(doc)
             record_rows.append(
-                (r.entity, r.id, r.version, r.seq, fields_json, int(r.deleted), channels, doc)
+                (doc, r.entity, r.id, r.version, r.seq, fields_json, int(r.deleted), channels)
             )
-            if doc is None:
-                continue
-            if r.deleted:
-                deleted_docs.append((doc,))
-            else:
-                document = search.document_for(r.entity, r.id, r.fields)
-                if document is not None:
-                    document_rows.append((doc, *document))
         conn.executemany(_UPSERT_RECORD_SQL, record_rows)
-        if deleted_docs:
-            conn.executemany(search.DELETE_DOCUMENT_SQL, deleted_docs)
-        if document_rows:
-            conn.executemany(search.UPSERT_DOCUMENT_SQL, document_rows)
-        return len(record_rows)
 
-    @staticmethod
-    def _document_ids(
-        conn: Connection, searchable: dict[str, list[LocalRecord]]
-    ) -> dict[tuple[str, str], int]:
-        """Existing document ids of these records, plus new ones for the rest."""
-        docs: dict[tuple[str, str], int] = {}
-        for entity, records in searchable.items():
-            ids = [r.id for r in records]
-            for id_, doc in conn.execute(
-                "SELECT id, doc FROM records WHERE entity = ? AND doc IS NOT NULL"
-                " AND id IN (SELECT value FROM json_each(?))",
-                (entity, _json_encoder.encode(ids).decode()),
-            ):
-                docs[(entity, id_)] = doc
-            missing = [i for i in ids if (entity, i) not in docs]
-            if missing:
-                code = search.entity_code(entity)
-                assert code is not None
-                first = search.allocate_doc_ids(conn, code, len(missing))
-                for offset, id_ in enumerate(missing):
-                    docs[(entity, id_)] = first + offset
-        return docs
+        actual: dict[tuple[str, str], int] = {}
+        for entity, first in first_doc.items():
+            last = next_doc[entity] - 1
+            inserted = {
+                doc
+                for (doc,) in conn.execute(
+                    "SELECT doc FROM records WHERE doc BETWEEN ? AND ?", (first, last)
+                )
+            }
+            if len(inserted) == last - first + 1:
+                continue
+            updated = [
+                r.id
+                for r, doc in zip(batch, proposed, strict=True)
+                if r.entity == entity and doc not in inserted
+            ]
+            for id_, doc in _existing_docs(conn, entity, updated).items():
+                actual[(entity, id_)] = doc
+
+        new_documents = []
+        replaced_documents = []
+        deleted_docs = []
+        document_for = search.document_for
+        searchable = search.SEARCHABLE_ENTITIES
+        for r, doc in zip(batch, proposed, strict=True):
+            if r.entity not in searchable:
+                continue
+            old_doc = actual.get((r.entity, r.id)) if actual else None
+            if r.deleted:
+                if old_doc is not None:
+                    deleted_docs.append((old_doc,))
+                continue
+            document = document_for(r.entity, r.fields)
+            if document is None:
+                continue
+            if old_doc is None:
+                new_documents.append((doc, *document))
+            else:
+                replaced_documents.append((old_doc, *document))
+        # FTS5 flushes its pending-terms buffer to a new segment whenever a write's
+        # rowid is lower than the previous one: write each group in rowid order.
+        if deleted_docs:
+            deleted_docs.sort()
+            conn.executemany(search.DELETE_DOCUMENT_SQL, deleted_docs)
+        if replaced_documents:
+            replaced_documents.sort(key=_first)
+            conn.executemany(search.REPLACE_DOCUMENT_SQL, replaced_documents)
+        if new_documents:
+            new_documents.sort(key=_first)
+            conn.executemany(search.INSERT_DOCUMENT_SQL, new_documents)
+        return len(record_rows)
 
     def purge_records(self, keys_: Iterable[tuple[str, str]]) -> int:
         """Remove records entirely (no tombstone), e.g. when they leave the user's scope.
@@ -653,7 +716,7 @@ class LocalDatabase:
                 if row is None:
                     continue
                 removed += 1
-                if row[0] is not None:
+                if search.entity_code(entity):
                     conn.execute(search.DELETE_DOCUMENT_SQL, (row[0],))
         return removed
 
@@ -713,25 +776,49 @@ class LocalDatabase:
     def rebuild_search_index(self) -> int:
         """Re-create every search document from ``records`` (after a mapping change).
 
+        Records of an entity that became searchable get docs in its range first.
+        Meant to be called from a migration's ``apply``-equivalent step at open, or
+        by hand; it runs in one transaction.
+
         Returns:
             Number of documents written.
         """
         written = 0
         with self.transaction() as conn:
-            conn.execute("INSERT INTO search_index(search_index) VALUES ('delete-all')")
+            conn.execute(search.DELETE_ALL_DOCUMENTS_SQL)
             for entity in search.SEARCHABLE_ENTITIES:
-                after = ""
+                low, high = search.doc_range(search.entity_code(entity))
+                stray = [
+                    doc
+                    for (doc,) in conn.execute(
+                        "SELECT doc FROM records WHERE entity = ? AND doc NOT BETWEEN ? AND ?",
+                        (entity, low, high),
+                    )
+                ]
+                if stray:
+                    first = allocate_docs(conn, entity, len(stray))
+                    conn.executemany(
+                        "UPDATE records SET doc = ? WHERE doc = ?",
+                        [(first + i, doc) for i, doc in enumerate(stray)],
+                    )
+                after = low - 1
                 while True:
-                    # Keyset pages: never iterate a cursor over rows being rewritten.
+                    # Keyset pages by rowid: never iterate a cursor over rows being written.
                     rows = conn.execute(
-                        f"SELECT {_RECORD_COLUMNS} FROM records WHERE entity = ? AND id > ?"
-                        " ORDER BY id LIMIT ?",
-                        (entity, after, DEFAULT_BATCH_SIZE),
+                        "SELECT doc, json(fields) FROM records"
+                        " WHERE doc > ? AND doc <= ? AND deleted = 0 ORDER BY doc LIMIT ?",
+                        (after, high, DEFAULT_BATCH_SIZE),
                     ).fetchall()
                     if not rows:
                         break
-                    written += self._write_batch(conn, [_row_to_record(row) for row in rows])
-                    after = rows[-1][1]
+                    documents = []
+                    for doc, fields in rows:
+                        document = search.document_for(entity, _fields_decoder.decode(fields))
+                        if document is not None:
+                            documents.append((doc, *document))
+                    conn.executemany(search.INSERT_DOCUMENT_SQL, documents)
+                    written += len(documents)
+                    after = rows[-1][0]
         return written
 
     # --- search ----------------------------------------------------------------------

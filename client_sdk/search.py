@@ -1,17 +1,17 @@
 """Offline multilingual full-text search over the local replica (SQLite FTS5).
 
 One contentless FTS5 table, ``search_index``, holds a document per live (not deleted)
-record of the six searchable entities. Its columns are *roles* filled per entity from
-the record's fields (see :data:`SEARCHABLE_ENTITIES`): ``name``, ``city``, ``email``,
-``subject``, ``phone``; plus two stored-but-not-indexed columns, the record ``id`` and
-a display ``title``. ``database.upsert_records`` keeps it in step with ``records`` in
-the same transaction (explicit maintenance: measured faster than triggers, which
-must re-extract the text from the JSONB blob through Python functions).
+record of the six searchable entities. Its rowid is the record's ``records.doc``
+(``entity_code << 40 | n``, see :mod:`client_sdk.database`), and its columns are
+*roles* filled per entity from the record's fields (see :data:`SEARCHABLE_ENTITIES`):
+``name``, ``city``, ``email``, ``subject``, ``phone``. ``database.upsert_records``
+keeps it in step with ``records`` in the same transaction (explicit maintenance:
+measured faster than triggers, which would have to re-extract the text from the
+JSONB blob through Python functions). Hits are joined back to ``records`` by rowid.
 
-Document ids (FTS rowids) are ``entity_code << 40 | n``, with ``n`` taken from a
-per-entity counter and never reused. Sequential ids keep FTS inserts appending (random
-rowids made indexing about 4x slower), and the entity lives in the high bits so an
-entity filter is a rowid range that FTS5 applies while it walks its doclists.
+Because the entity code sits in the rowid's high bits, an entity filter is a rowid
+range that FTS5 applies while it walks its doclists, and because ``n`` grows, FTS
+inserts append (random rowids made indexing about 4x slower).
 
 Folding (the same at index and query time):
 - ``unicode61 remove_diacritics 2`` folds case and the diacritics that Unicode
@@ -23,8 +23,10 @@ Folding (the same at index and query time):
 - Names and cities containing ä/ö/ü are also indexed in their German transliteration
   (Müller -> also "Mueller"), so "mueller" finds "Müller" as German users type it.
 - Text is NFKC-normalised (ligatures, full-width letters).
-- Phone numbers are indexed as written, as bare digits, and (after +39/+49/+33/+34/
-  +48/+43/+41) in national form, so "0212345", "3912345" and "02 123" all match.
+- Phone numbers are indexed as one token: their national digits (after +39, +49,
+  +33, +34, +48, +43, +41 or 00-prefixed forms, with the trunk 0 where that country
+  dials one). A query's runs of digits are normalised the same way and joined, so
+  "02 1234", "021234", "+39 02 1234" and "0039021234" all find "+39 02 1234567".
 
 Query safety: user text is never passed to FTS5 as syntax. It is folded and split
 into words; each word becomes a double-quoted string (so ``"``, ``*``, ``:``,
@@ -64,17 +66,16 @@ MIN_PREFIX_CHARS: Final = 2
 BROAD_QUERY_CANDIDATES: Final = 4000
 
 SEARCH_COLUMNS: Final = ("name", "city", "email", "subject", "phone")
-# bm25 weights in declared column order: id and title are UNINDEXED (weight 0).
-_BM25: Final = "bm25(search_index, 0.0, 0.0, 10.0, 3.0, 4.0, 5.0, 3.0)"
+_BM25: Final = "bm25(search_index, 10.0, 3.0, 4.0, 5.0, 3.0)"
 
 
 @dataclass(frozen=True, slots=True)
 class EntitySearchSpec:
     """Which record fields feed which search column for one entity.
 
-    ``code`` is persisted in document ids: never renumber an entity.
+    ``code`` is persisted in document ids (``records.doc``): never renumber an entity.
     ``name_fallback`` is used when every ``name`` field is empty (e.g. a contact
-    without ``fullname``).
+    without ``fullname``). ``title`` fields make the hit's display title.
     """
 
     entity: str
@@ -89,7 +90,7 @@ class EntitySearchSpec:
 
 
 # Field names are Dynamics 365 logical names (see shared DYNAMICS_WEB_API.md).
-# Changing a mapping needs a migration that rebuilds the index.
+# Changing a mapping needs a migration that calls LocalDatabase.rebuild_search_index.
 SEARCHABLE_ENTITIES: Final[Mapping[str, EntitySearchSpec]] = {
     spec.entity: spec
     for spec in (
@@ -124,12 +125,7 @@ SEARCHABLE_ENTITIES: Final[Mapping[str, EntitySearchSpec]] = {
             subject=("subject",),
             phone=("telephone1", "mobilephone"),
         ),
-        EntitySearchSpec(
-            entity="opportunity",
-            code=4,
-            title=("name",),
-            name=("name",),
-        ),
+        EntitySearchSpec(entity="opportunity", code=4, title=("name",), name=("name",)),
         EntitySearchSpec(
             entity="quote",
             code=5,
@@ -145,28 +141,33 @@ SEARCHABLE_ENTITIES: Final[Mapping[str, EntitySearchSpec]] = {
         ),
     )
 }
-_ENTITY_BY_CODE: Final = {spec.code: spec.entity for spec in SEARCHABLE_ENTITIES.values()}
+_ENTITY_BY_CODE: Final = {spec.code: spec for spec in SEARCHABLE_ENTITIES.values()}
+_TITLE_FIELDS: Final = tuple(
+    sorted({f for spec in SEARCHABLE_ENTITIES.values() for f in (*spec.title, *spec.name_fallback)})
+)
 
 SEARCH_SCHEMA: Final[tuple[str, ...]] = (
     """CREATE VIRTUAL TABLE search_index USING fts5(
-        id UNINDEXED, title UNINDEXED, name, city, email, subject, phone,
-        content='', contentless_delete=1, contentless_unindexed=1,
+        name, city, email, subject, phone,
+        content='', contentless_delete=1,
         tokenize='unicode61 remove_diacritics 2', prefix='2 3')""",
     # A bigger pending-terms buffer (default 1 MiB) means fewer, larger level-0
     # segments during a bootstrap, hence less merging. Persisted in search_index_config.
     "INSERT INTO search_index(search_index, rank) VALUES ('hashsize', 8388608)",
-    """CREATE TABLE search_doc_counter(
-        entity_code INTEGER PRIMARY KEY, last_doc INTEGER NOT NULL)""",
 )
 
-UPSERT_DOCUMENT_SQL: Final = (
-    "INSERT OR REPLACE INTO search_index(rowid, id, title, name, city, email, subject, phone)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_DOCUMENT_SQL: Final = (
+    "INSERT INTO search_index(rowid, name, city, email, subject, phone) VALUES (?, ?, ?, ?, ?, ?)"
+)
+REPLACE_DOCUMENT_SQL: Final = (
+    "INSERT OR REPLACE INTO search_index(rowid, name, city, email, subject, phone)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
 )
 DELETE_DOCUMENT_SQL: Final = "DELETE FROM search_index WHERE rowid = ?"
+DELETE_ALL_DOCUMENTS_SQL: Final = "INSERT INTO search_index(search_index) VALUES ('delete-all')"
 
-SearchDocument = tuple[str, str, str, str, str, str, str]
-"""``(id, title, name, city, email, subject, phone)`` as written to ``search_index``."""
+SearchDocument = tuple[str, str, str, str, str]
+"""``(name, city, email, subject, phone)`` as written to ``search_index``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +175,7 @@ class SearchHit:
     """One search result, best first.
 
     ``score`` is bm25 as FTS5 reports it: lower (more negative) is more relevant.
-    ``title`` is the record's display name at indexing time (not folded).
+    ``title`` is the record's display name (e.g. account name, contact full name).
     """
 
     entity: str
@@ -219,6 +220,8 @@ _UMLAUT_TABLE: Final = str.maketrans(
 # Mirrors unicode61's token characters (letters and numbers); "_" is a separator there.
 _WORD: Final = re.compile(r"[^\W_]+")
 _NON_DIGIT: Final = re.compile(r"[^0-9]+")
+# A run of digit groups as people write phone numbers: "+39 02 1234", "030/12-34".
+_DIGIT_RUN: Final = re.compile(r"(?<!\w)\+?[0-9](?:[ \-./()]*[0-9])*(?!\w)")
 # Country code -> trunk prefix used when the number is dialled nationally.
 _NATIONAL_TRUNK: Final = {"39": "", "49": "0", "33": "0", "34": "", "48": "", "43": "0", "41": "0"}
 
@@ -243,25 +246,24 @@ def _with_german_variant(text: str) -> str:
     return f"{text} {' '.join(variants)}"
 
 
-def _phone_text(value: str) -> str:
-    digits = _NON_DIGIT.sub("", value)
-    if not digits:
-        return value
-    forms = [value]
-    if digits != value:
-        forms.append(digits)
-    stripped = value.lstrip()
-    international = None
-    if stripped.startswith("+"):
+def national_digits(phone: str) -> str:
+    """A phone number as the national digits a user would dial (index and query form).
+
+    "+39 02 1234567" -> "021234567", "0049 30 123" -> "030123", "02 1234" -> "021234";
+    unknown country codes keep every digit.
+    """
+    digits = _NON_DIGIT.sub("", phone)
+    if phone.lstrip().startswith("+"):
         international = digits
-    elif digits.startswith("00"):
+    elif digits.startswith("00") and len(digits) > 2:
         international = digits[2:]
-    if international:
-        for country, trunk in _NATIONAL_TRUNK.items():
-            if international.startswith(country) and len(international) > len(country) + 4:
-                forms.append(trunk + international[len(country) :])
-                break
-    return " ".join(forms)
+    else:
+        return digits
+    # Every country code we know is two digits long.
+    trunk = _NATIONAL_TRUNK.get(international[:2])
+    if trunk is None or len(international) <= 2:
+        return international
+    return trunk + international[2:]
 
 
 def _join(fields: Mapping[str, Any], names: tuple[str, ...]) -> str:
@@ -271,16 +273,15 @@ def _join(fields: Mapping[str, Any], names: tuple[str, ...]) -> str:
     return " ".join(v for n in names if isinstance(v := fields.get(n), str) and v)
 
 
-def document_for(entity: str, record_id: str, fields: Mapping[str, Any]) -> SearchDocument | None:
+def document_for(entity: str, fields: Mapping[str, Any]) -> SearchDocument | None:
     """The search document of a live record, or None if its entity is not searchable.
 
     Args:
         entity: Entity logical name.
-        record_id: The record id (stored so hits can be mapped back).
         fields: The record's field values; non-string values are ignored.
 
     Returns:
-        ``(id, title, name, city, email, subject, phone)`` with folded text.
+        ``(name, city, email, subject, phone)``, folded.
     """
     spec = SEARCHABLE_ENTITIES.get(entity)
     if spec is None:
@@ -288,52 +289,44 @@ def document_for(entity: str, record_id: str, fields: Mapping[str, Any]) -> Sear
     name = _join(fields, spec.name) if spec.name else ""
     if not name and spec.name_fallback:
         name = _join(fields, spec.name_fallback)
-    city = _join(fields, spec.city) if spec.city else ""
     phone = ""
     if spec.phone:
-        phone = " ".join(_phone_text(v) for n in spec.phone if isinstance(v := fields.get(n), str))
-    title = _join(fields, spec.title) or name
+        phone = " ".join(
+            national_digits(v) for n in spec.phone if isinstance(v := fields.get(n), str) and v
+        )
     return (
-        record_id,
-        title,
-        _with_german_variant(fold_search_text(name)),
-        _with_german_variant(fold_search_text(city)),
+        _with_german_variant(fold_search_text(name)) if name else "",
+        _with_german_variant(fold_search_text(_join(fields, spec.city))) if spec.city else "",
         fold_search_text(_join(fields, spec.email)) if spec.email else "",
         fold_search_text(_join(fields, spec.subject)) if spec.subject else "",
         phone,
     )
 
 
-def entity_code(entity: str) -> int | None:
-    """The persisted numeric code of a searchable entity (None if not searchable)."""
+def title_for(entity: str, fields: Mapping[str, Any]) -> str:
+    """The display title of a record of a searchable entity ("" if none)."""
     spec = SEARCHABLE_ENTITIES.get(entity)
-    return spec.code if spec else None
+    if spec is None:
+        return ""
+    return _join(fields, spec.title) or _join(fields, spec.name_fallback)
+
+
+def entity_code(entity: str) -> int:
+    """The persisted numeric code of an entity: 1-6 if searchable, else 0."""
+    spec = SEARCHABLE_ENTITIES.get(entity)
+    return spec.code if spec else 0
 
 
 def doc_range(code: int) -> tuple[int, int]:
-    """Inclusive rowid range of an entity's search documents."""
+    """Inclusive ``records.doc`` (= search rowid) range of an entity code."""
     return code << DOC_ID_SHIFT, ((code + 1) << DOC_ID_SHIFT) - 1
 
 
-def allocate_doc_ids(conn: sqlite3.Connection, code: int, count: int) -> int:
-    """Reserve ``count`` new document ids for an entity; returns the first one.
-
-    Must run inside the caller's write transaction (ids are never reused, even if
-    the record they were given to is later deleted).
-    """
-    row = conn.execute(
-        "SELECT last_doc FROM search_doc_counter WHERE entity_code = ?", (code,)
-    ).fetchone()
-    last = row[0] if row else code << DOC_ID_SHIFT
-    conn.execute(
-        "INSERT INTO search_doc_counter(entity_code, last_doc) VALUES (?, ?)"
-        " ON CONFLICT(entity_code) DO UPDATE SET last_doc = excluded.last_doc",
-        (code, last + count),
-    )
-    return int(last) + 1
-
-
 # --- querying ------------------------------------------------------------------------
+
+
+def _normalise_digit_run(match: re.Match[str]) -> str:
+    return f" {national_digits(match.group(0))} "
 
 
 def build_match_expression(text: str) -> str | None:
@@ -341,15 +334,16 @@ def build_match_expression(text: str) -> str | None:
 
     Every word is a double-quoted string, so no character of the input is FTS5
     syntax; words of two or more characters become prefix terms; terms are ANDed.
+    Runs of digit groups are joined into national phone digits first.
 
     Raises:
         InvalidSearchTextError: ``text`` is not a string.
     """
     if not isinstance(text, str):
         raise InvalidSearchTextError(f"search text must be a string, not {type(text).__name__}")
-    words = _WORD.findall(fold_search_text(text[:MAX_QUERY_CHARS]))
+    folded = _DIGIT_RUN.sub(_normalise_digit_run, fold_search_text(text[:MAX_QUERY_CHARS]))
     terms: list[str] = []
-    for word in words[:MAX_QUERY_TERMS]:
+    for word in _WORD.findall(folded)[:MAX_QUERY_TERMS]:
         word = word[:MAX_TERM_CHARS]
         terms.append(f'"{word}"*' if len(word) >= MIN_PREFIX_CHARS else f'"{word}"')
     return " ".join(terms) or None
@@ -369,10 +363,13 @@ def _resolve_entities(entities: Iterable[str] | None) -> list[tuple[int, int] | 
     return ranges
 
 
+_TITLE_COLUMNS: Final = ", ".join(f"r.fields ->> '$.\"{f}\"'" for f in _TITLE_FIELDS)
+
+
 def _search_range(
     conn: sqlite3.Connection, expr: str, bounds: tuple[int, int] | None, limit: int
 ) -> list[SearchHit]:
-    low, high = bounds if bounds else (-(2**63), 2**63 - 1)
+    low, high = bounds if bounds else (1 << DOC_ID_SHIFT, 2**63 - 1)
     where = "search_index MATCH :q AND rowid BETWEEN :low AND :high"
     params: dict[str, object] = {"q": expr, "low": low, "high": high}
     # Broad queries (e.g. "ma") can match a large share of the replica; bm25 must
@@ -385,14 +382,25 @@ def _search_range(
     if probe is not None:
         params["low"] = probe[0] + 1
     rows = conn.execute(
-        f"SELECT rowid, id, title, {_BM25} AS score FROM search_index WHERE {where}"
-        " ORDER BY score LIMIT :limit",
+        f"SELECT h.rowid, r.id, h.score, {_TITLE_COLUMNS}"
+        f" FROM (SELECT rowid, {_BM25} AS score FROM search_index WHERE {where}"
+        " ORDER BY score LIMIT :limit) AS h JOIN records AS r ON r.doc = h.rowid"
+        " ORDER BY h.score",
         {**params, "limit": limit},
     ).fetchall()
-    return [
-        SearchHit(entity=_ENTITY_BY_CODE[rowid >> DOC_ID_SHIFT], id=id_, score=score, title=title)
-        for rowid, id_, title, score in rows
-    ]
+    hits = []
+    for doc, id_, score, *titles in rows:
+        spec = _ENTITY_BY_CODE[doc >> DOC_ID_SHIFT]
+        title_fields = dict(zip(_TITLE_FIELDS, titles, strict=True))
+        hits.append(
+            SearchHit(
+                entity=spec.entity,
+                id=id_,
+                score=score,
+                title=_join(title_fields, spec.title) or _join(title_fields, spec.name_fallback),
+            )
+        )
+    return hits
 
 
 def search(
@@ -404,7 +412,7 @@ def search(
     """Full-text search of live records, best match first.
 
     Args:
-        conn: An open connection to the local database (sqlcipher3 or sqlite3).
+        conn: An open connection to the local database.
         text: What the user typed; any string is safe.
         entities: Restrict to these searchable entities (None: all six).
         limit: Maximum number of hits, 1..500.
