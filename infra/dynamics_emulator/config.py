@@ -55,6 +55,17 @@ class AuthConfig(msgspec.Struct, frozen=True, kw_only=True):
     token_lifetime_s: int = 3_600
     signing_key: str = "crmsync-dynamics-emulator"
 
+    def __post_init__(self) -> None:
+        """Validate.
+
+        Raises:
+            EmulatorConfigError: A value is out of range.
+        """
+        if self.token_lifetime_s <= 0:
+            raise EmulatorConfigError("auth.token_lifetime_s must be positive")
+        if not self.signing_key:
+            raise EmulatorConfigError("auth.signing_key must not be empty")
+
 
 class LimitsConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Service protection limits, applied per user (token subject) over a sliding window.
@@ -75,6 +86,19 @@ class LimitsConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_concurrent: int = 52
     dop_hint: int = 4
 
+    def __post_init__(self) -> None:
+        """Validate.
+
+        Raises:
+            EmulatorConfigError: A value is out of range.
+        """
+        if self.window_s <= 0:
+            raise EmulatorConfigError("limits.window_s must be positive")
+        if self.max_requests < 1 or self.max_execution_ms < 1 or self.max_concurrent < 1:
+            raise EmulatorConfigError("limits must allow at least one request")
+        if self.dop_hint < 1:
+            raise EmulatorConfigError("limits.dop_hint must be positive")
+
 
 class FaultConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Injected faults; each rate is the probability per API request (0 disables it).
@@ -94,6 +118,21 @@ class FaultConfig(msgspec.Struct, frozen=True, kw_only=True):
     drop_rate: float = 0.0
     latency_rate: float = 0.0
     latency_ms: int = 0
+
+    def __post_init__(self) -> None:
+        """Validate.
+
+        Raises:
+            EmulatorConfigError: A rate is outside 0..1 or the latency is negative.
+        """
+        for rate_name in ("error_503_rate", "error_500_rate", "drop_rate", "latency_rate"):
+            rate = getattr(self, rate_name)
+            if not 0.0 <= rate <= 1.0:
+                raise EmulatorConfigError(f"faults.{rate_name} must be within 0..1")
+        if self.error_503_rate + self.error_500_rate + self.drop_rate > 1.0:
+            raise EmulatorConfigError("faults: 503, 500 and drop rates must add up to at most 1")
+        if self.latency_ms < 0:
+            raise EmulatorConfigError("faults.latency_ms must not be negative")
 
 
 class EmulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -157,16 +196,6 @@ class EmulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise EmulatorConfigError("batch_max_requests must be 1..1000")
         if not 0 <= self.port <= 65_535:
             raise EmulatorConfigError("port must be 0..65535")
-        if self.auth.token_lifetime_s <= 0:
-            raise EmulatorConfigError("auth.token_lifetime_s must be positive")
-        if self.limits.window_s <= 0 or self.limits.max_concurrent < 1:
-            raise EmulatorConfigError("limits.window_s and limits.max_concurrent must be positive")
-        for rate_name in ("error_503_rate", "error_500_rate", "drop_rate", "latency_rate"):
-            rate = getattr(self.faults, rate_name)
-            if not 0.0 <= rate <= 1.0:
-                raise EmulatorConfigError(f"faults.{rate_name} must be within 0..1")
-        if self.faults.latency_ms < 0:
-            raise EmulatorConfigError("faults.latency_ms must not be negative")
 
     def count(self, entity_set: str) -> int:
         """Return the configured number of records of a sized entity set."""

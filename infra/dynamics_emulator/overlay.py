@@ -101,8 +101,8 @@ class TableOverlay:
             version, guid = log[position]
             if version > upto_version:
                 break
-            entry = self.by_guid[guid]
-            if entry.version == version:
+            entry = self.by_guid.get(guid)  # None: a rolled-back first write
+            if entry is not None and entry.version == version:
                 yield entry
 
 

@@ -300,8 +300,15 @@ class WebApiService:
         cap = self.config.max_page_size
         return cap if wanted is None else min(wanted, cap)
 
-    def _link(self, ctx: _Context, table: Table, token_name: str, token: str) -> str:
-        query = ctx.options.link_query()
+    def _link(
+        self,
+        ctx: _Context,
+        table: Table,
+        token_name: str,
+        token: str,
+        drop: tuple[str, ...] = ("$skiptoken", "$deltatoken"),
+    ) -> str:
+        query = ctx.options.link_query(drop)
         separator = "&" if query else ""
         return f"{ctx.api_url}/{table.entity_set}?{query}{separator}{token_name}={token}"
 
@@ -519,15 +526,12 @@ class WebApiService:
                     "after": str(last.version),
                 },
             )
-            payload["@odata.nextLink"] = self._link(ctx, table, "$skiptoken", next_cookie.encode())
+            payload["@odata.nextLink"] = self._link(
+                ctx, table, "$skiptoken", next_cookie.encode(), drop=("$skiptoken",)
+            )
         else:
             new_token = DeltaToken(upto, self.clock.now())
-            query = ctx.options.link_query()
-            separator = "&" if query else ""
-            payload["@odata.deltaLink"] = (
-                f"{ctx.api_url}/{table.entity_set}?{query}{separator}"
-                f"$deltatoken={new_token.encode()}"
-            )
+            payload["@odata.deltaLink"] = self._link(ctx, table, "$deltatoken", new_token.encode())
         headers = []
         applied = self._applied(ctx, page_size=limit, tracking=True)
         if applied:
