@@ -21,8 +21,8 @@ from backend.applier.messages import Actor
 from backend.auth.devices import DeviceView
 from backend.auth.errors import NotAdminError
 from backend.auth.principal import Principal
-from backend.gateway.errors import NotFoundError
-from backend.gateway.openapi import complete_openapi, openapi_config
+from backend.gateway.errors import InvalidParameterError, NotFoundError
+from backend.gateway.openapi import openapi_config
 from backend.gateway.problems import exception_handlers
 from backend.gateway.routes.dependencies import Runtime
 from backend.gateway.routes.health import HealthController
@@ -212,7 +212,9 @@ class AdminController(Controller):
         record_id: Annotated[str | None, Parameter(max_length=64)] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
     ) -> list[AuditEntry]:
-        """Audit entries, newest first."""
+        """Audit entries, newest first (``record_id`` needs ``entity``)."""
+        if record_id is not None and entity is None:
+            raise InvalidParameterError("record_id needs entity")
         return await runtime.store.audit_trail(entity=entity, record_id=record_id, limit=limit)
 
     @get("/health", summary="Sync health", operation_id="adminHealth")
@@ -273,11 +275,12 @@ def create_admin_app(runtime: Runtime) -> Litestar:
         exception_handlers=exception_handlers(runtime.metrics),
         lifespan=[lifespan],
         openapi_config=openapi_config(
-            "crmsync admin API", "Devices, conflicts, audit and health for operators."
+            "crmsync admin API",
+            "Devices, conflicts, audit and health for operators.",
+            raw_bodies=False,
         ),
         debug=False,
         logging_config=None,
     )
     app.state.runtime = runtime
-    complete_openapi(app, raw_bodies=False)
     return app

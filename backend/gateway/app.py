@@ -24,7 +24,7 @@ from backend.store.base import RecordStore
 from sync_protocol.rules import SyncRules
 
 from .middleware import metrics_middleware
-from .openapi import complete_openapi, openapi_config
+from .openapi import openapi_config
 from .problems import exception_handlers
 from .routes.blobs import BlobController
 from .routes.dependencies import dependencies
@@ -120,5 +120,4 @@ def create_app(
         logging_config=None,
     )
     app.state.runtime = rt
-    complete_openapi(app)
     return app

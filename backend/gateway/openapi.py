@@ -2,26 +2,22 @@
 
 Push and blob upload read their bodies raw (JSON *or* msgpack, or arbitrary bytes), so
 their request bodies are declared here from the msgspec wire types; every operation gets
-the problem document as its ``default`` response; and the bearer scheme is declared.
+the problem document as its ``default`` response; the bearer scheme is declared.
+
+The additions are made to the rendered document the first time it is served (by the
+render plugins below), so building an app stays cheap: the schema is generated only when
+someone asks for ``/schema/openapi.json`` (or YAML, or the Swagger UI).
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import msgspec
-from litestar import Litestar
+from litestar import Request
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import (
-    Components,
-    OpenAPIMediaType,
-    OpenAPIResponse,
-    Reference,
-    RequestBody,
-    Schema,
-    SecurityScheme,
-)
-from litestar.openapi.spec.enums import OpenAPIType
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 
 from sync_protocol.changesets import PushRequest
 from sync_protocol.codec import MSGPACK_MEDIA_TYPE
@@ -30,16 +26,94 @@ from sync_protocol.version import PROTOCOL_VERSION
 from .problems import PROBLEM_MEDIA_TYPE, Problem
 
 _REF = "#/components/schemas/{name}"
+_DONE = "x-crmsync-completed"
 BEARER = "bearer"
+_METHODS = ("get", "put", "post", "delete", "patch")
 
 
-def openapi_config(title: str, description: str) -> OpenAPIConfig:
-    """The OpenAPI config (served at ``/schema``) with bearer auth required by default."""
+def complete_schema(doc: dict[str, Any], *, raw_bodies: bool = True) -> dict[str, Any]:
+    """Add wire schemas, problem responses and raw request bodies to a rendered document.
+
+    Idempotent and in place (the rendered document is cached by Litestar).
+    """
+    if doc.get(_DONE):
+        return doc
+    components = doc.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    _, wire = msgspec.json.schema_components((PushRequest, Problem), ref_template=_REF)
+    for name, schema in wire.items():
+        schemas.setdefault(name, schema)
+    problem = {
+        "description": "Problem (application/problem+json) with a stable `code`.",
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": _REF.format(name="Problem")}}},
+    }
+    for path, item in doc.get("paths", {}).items():
+        for method in _METHODS:
+            op = item.get(method)
+            if op is None:
+                continue
+            op.setdefault("responses", {}).setdefault("default", problem)
+            if not raw_bodies:
+                continue
+            if path == "/v1/sync/push" and method == "post":
+                ref = {"$ref": _REF.format(name="PushRequest")}
+                op["requestBody"] = {
+                    "required": True,
+                    "description": "A changeset, JSON or msgpack.",
+                    "content": {
+                        "application/json": {"schema": ref},
+                        MSGPACK_MEDIA_TYPE: {"schema": ref},
+                    },
+                }
+            elif path == "/v1/blobs/{sha256}" and method == "put":
+                op["requestBody"] = {
+                    "required": True,
+                    "description": "The attachment's bytes.",
+                    "content": {
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}
+                        }
+                    },
+                }
+    doc[_DONE] = True
+    return doc
+
+
+class _Completing:
+    raw_bodies: bool
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        complete_schema(openapi_schema, raw_bodies=self.raw_bodies)
+        return super().render(request, openapi_schema)  # type: ignore[misc,no-any-return]
+
+
+class CompletingJsonRenderPlugin(_Completing, JsonRenderPlugin):
+    """``/schema/openapi.json`` with the gateway's additions."""
+
+
+class CompletingYamlRenderPlugin(_Completing, YamlRenderPlugin):
+    """``/schema/openapi.yaml`` with the gateway's additions."""
+
+
+class CompletingSwaggerRenderPlugin(_Completing, SwaggerRenderPlugin):
+    """``/schema`` and ``/schema/swagger``: Swagger UI over the completed document."""
+
+
+def openapi_config(title: str, description: str, *, raw_bodies: bool = True) -> OpenAPIConfig:
+    """The OpenAPI config (served under ``/schema``) with bearer auth required by default."""
+    plugins: list[Any] = [
+        CompletingJsonRenderPlugin(),
+        CompletingYamlRenderPlugin(),
+        CompletingSwaggerRenderPlugin(path=["/", "/swagger"]),
+    ]
+    for plugin in plugins:
+        plugin.raw_bodies = raw_bodies
     return OpenAPIConfig(
         title=title,
         version=f"protocol {PROTOCOL_VERSION}",
         description=description,
         path="/schema",
+        render_plugins=plugins,
         components=Components(
             security_schemes={
                 BEARER: SecurityScheme(
@@ -53,55 +127,3 @@ def openapi_config(title: str, description: str) -> OpenAPIConfig:
         security=[{BEARER: []}],
         use_handler_docstrings=True,
     )
-
-
-def _wire_components(*types: type) -> dict[str, Any]:
-    _, components = msgspec.json.schema_components(types, ref_template=_REF)
-    return components
-
-
-def complete_openapi(app: Litestar, *, raw_bodies: bool = True) -> None:
-    """Add raw request bodies, problem responses and wire schemas to ``app``'s document."""
-    doc = app.openapi_schema
-    components = doc.components if isinstance(doc.components, Components) else Components()
-    schemas = cast(dict[str, Any], components.schemas if components.schemas is not None else {})
-    for name, schema in _wire_components(PushRequest, Problem).items():
-        schemas.setdefault(name, schema)
-    components.schemas = schemas
-    doc.components = components
-    problem = OpenAPIResponse(
-        description="Problem (application/problem+json) with a stable `code`.",
-        content={
-            PROBLEM_MEDIA_TYPE: OpenAPIMediaType(schema=Reference(_REF.format(name="Problem")))
-        },
-    )
-    for path, item in (doc.paths or {}).items():
-        for method in ("get", "put", "post", "delete", "patch"):
-            op = getattr(item, method, None)
-            if op is None:
-                continue
-            responses = dict(op.responses or {})
-            responses.setdefault("default", problem)
-            op.responses = responses
-            if not raw_bodies:
-                continue
-            if path == "/v1/sync/push" and method == "post":
-                ref = Reference(_REF.format(name="PushRequest"))
-                op.request_body = RequestBody(
-                    required=True,
-                    description="A changeset, JSON or msgpack.",
-                    content={
-                        "application/json": OpenAPIMediaType(schema=ref),
-                        MSGPACK_MEDIA_TYPE: OpenAPIMediaType(schema=ref),
-                    },
-                )
-            elif path == "/v1/blobs/{sha256}" and method == "put":
-                op.request_body = RequestBody(
-                    required=True,
-                    description="The attachment's bytes.",
-                    content={
-                        "application/octet-stream": OpenAPIMediaType(
-                            schema=Schema(type=OpenAPIType.STRING, format=cast(Any, "binary"))
-                        )
-                    },
-                )

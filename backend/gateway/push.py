@@ -86,10 +86,11 @@ def check_mutation(mutation: Mutation, grants: Grants) -> None:
         raise OperationNotAllowedError(f"profile may not create {entity.name}")
     if not creating and not permission.update:
         raise OperationNotAllowedError(f"profile may not update {entity.name}")
-    validate_fields(entity.name, mutation.fields)
     for name in mutation.fields:
+        entity.spec(name)  # unknown fields first: they are schema faults, not permissions
         if not permission.may_write(name):
             raise FieldNotWritableError(f"profile may not write {entity.name}.{name}")
+    validate_fields(entity.name, mutation.fields)
 
 
 def check_push(push: PushRequest, grants: Grants) -> None:

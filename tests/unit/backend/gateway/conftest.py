@@ -7,13 +7,16 @@ end-to-end flows with a real applier live in ``tests/integration/gateway``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from litestar import Litestar
 
 from backend.auth.dev_signer import DEMO_USERS, DevSigner
@@ -145,3 +148,33 @@ def owned_by(user: Any, **fields: Any) -> dict[str, Any]:
 @pytest.fixture
 def owned() -> Callable[..., dict[str, Any]]:
     return owned_by
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without signal handling (pytest owns the signals)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@pytest.fixture
+async def live_url(app: Litestar) -> AsyncIterator[str]:
+    """The app served by uvicorn on a free port in this event loop: ``http://127.0.0.1:N``."""
+    runtime: GatewayRuntime = app.state.runtime
+    await runtime.start()
+    server = _QuietServer(
+        uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        await runtime.close()
