@@ -1,0 +1,512 @@
+"""The encrypted local database: encryption at rest, keys, migrations, records, wipe."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from client_sdk import database, keys
+from client_sdk.database import (
+    BASE_MIGRATIONS,
+    LocalDatabase,
+    LocalRecord,
+    Migration,
+    database_files,
+    key_path_for,
+    pending_key_path_for,
+    wipe_database,
+)
+from client_sdk.errors import (
+    DatabaseBusyError,
+    DatabaseClosedError,
+    DatabaseKeyMismatchError,
+    InvalidRecordError,
+    InvalidStateValueError,
+    KeyFileExistsError,
+    KeyFileNotFoundError,
+    MigrationError,
+    SchemaTooNewError,
+    WrongKeystoreKeyError,
+    WrongPassphraseError,
+)
+from client_sdk.keys import KeystoreKey, Passphrase
+
+SECRET = "Zebulon-Quartz-4711"
+
+
+def account(
+    id_: str, name: str, *, version: int = 1, deleted: bool = False, **extra: object
+) -> LocalRecord:
+    return LocalRecord(
+        entity="account",
+        id=id_,
+        version=version,
+        seq=version,
+        fields={"name": name, **extra},
+        deleted=deleted,
+        channels=("owner:u1", "country:IT"),
+    )
+
+
+def contact(id_: str, fullname: str, parent: str) -> LocalRecord:
+    return LocalRecord(
+        entity="contact",
+        id=id_,
+        version=1,
+        fields={"fullname": fullname, "_parentcustomerid_value": parent},
+    )
+
+
+def all_bytes(path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in database_files(path) if p.exists())
+
+
+# --- encryption at rest ---------------------------------------------------------------
+
+
+def test_file_is_unreadable_without_the_key(local_db: LocalDatabase, db_path: Path) -> None:
+    local_db.upsert_records([account("a1", SECRET)])
+    local_db.close()
+    plain = sqlite3.connect(db_path)
+    try:
+        with pytest.raises(sqlite3.DatabaseError):
+            plain.execute("SELECT name FROM sqlite_master").fetchall()
+    finally:
+        plain.close()
+    assert not db_path.read_bytes().startswith(b"SQLite format 3")
+
+
+def test_plaintext_never_reaches_disk_including_wal(local_db: LocalDatabase, db_path: Path) -> None:
+    local_db.upsert_records([account(f"a{i}", f"{SECRET} #{i}", city=SECRET) for i in range(300)])
+    local_db.set_state("checkpoint", SECRET)
+    # The database is still open: the committed pages sit in the -wal file.
+    wal = Path(f"{db_path}-wal")
+    assert wal.exists() and wal.stat().st_size > 0
+    on_disk = all_bytes(db_path) + key_path_for(db_path).read_bytes()
+    assert SECRET.encode() not in on_disk
+    assert SECRET.encode("utf-16-le") not in on_disk
+    assert local_db.get_record("account", "a7") == account("a7", f"{SECRET} #7", city=SECRET)
+    local_db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert SECRET.encode() not in all_bytes(db_path)
+
+
+def test_phone_friendly_pragmas(local_db: LocalDatabase) -> None:
+    pragma = lambda name: local_db.conn.execute(f"PRAGMA {name}").fetchone()[0]  # noqa: E731
+    assert pragma("journal_mode") == "wal"
+    assert pragma("synchronous") == 1  # NORMAL
+    assert pragma("mmap_size") == 0
+    assert pragma("temp_store") == 2  # MEMORY
+    assert pragma("cache_size") == -database.DEFAULT_CACHE_KIB
+    assert pragma("cipher_version").startswith("4.")
+
+
+def test_wrong_passphrase_on_open(
+    local_db: LocalDatabase, db_path: Path, passphrase: Passphrase
+) -> None:
+    local_db.close()
+    with pytest.raises(WrongPassphraseError) as info:
+        LocalDatabase.open(db_path, Passphrase("wrong", passphrase.params))
+    assert info.value.code == "wrong_passphrase"
+
+
+def test_a_foreign_data_key_fails_at_open(tmp_path: Path, keystore_key: KeystoreKey) -> None:
+    # Same KEK, two databases: swapping their key files must fail at open with a
+    # typed error, not with "file is not a database" on a later query.
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    LocalDatabase.create(a, keystore_key).close()
+    with LocalDatabase.create(b, keystore_key) as db_b:
+        db_b.upsert_records([account("b1", "B")])
+    shutil.copy(key_path_for(a), key_path_for(b))
+    with pytest.raises(DatabaseKeyMismatchError) as info:
+        LocalDatabase.open(b, keystore_key)
+    assert info.value.code == "database_key_mismatch"
+
+
+def test_open_without_key_file(tmp_path: Path, keystore_key: KeystoreKey) -> None:
+    with pytest.raises(KeyFileNotFoundError):
+        LocalDatabase.open(tmp_path / "never.db", keystore_key)
+    assert not LocalDatabase.exists(tmp_path / "never.db")
+
+
+def test_create_refuses_an_existing_database(
+    local_db: LocalDatabase, db_path: Path, passphrase: Passphrase
+) -> None:
+    local_db.upsert_records([account("a1", "Keep me")])
+    local_db.close()
+    with pytest.raises(KeyFileExistsError):
+        LocalDatabase.create(db_path, passphrase)
+    with LocalDatabase.open(db_path, passphrase) as db:
+        assert db.get_record("account", "a1") is not None
+
+
+def test_create_clears_leftovers_of_an_interrupted_wipe(
+    db_path: Path, passphrase: Passphrase
+) -> None:
+    with LocalDatabase.create(db_path, passphrase) as db:
+        db.upsert_records([account("a1", "old")])
+    keys.shred_key_file(key_path_for(db_path))  # the wipe stopped after the key
+    with LocalDatabase.create(db_path, passphrase) as db:
+        assert db.count_records() == 0
+
+
+# --- keys over an open database --------------------------------------------------------
+
+
+def test_change_passphrase_keeps_data(
+    local_db: LocalDatabase, db_path: Path, passphrase: Passphrase
+) -> None:
+    local_db.upsert_records([account("a1", "Città")])
+    key_id = local_db.key_id
+    db_bytes = db_path.read_bytes()
+    new = Passphrase("new passphrase", passphrase.params)
+    local_db.change_kek(passphrase, new)
+    assert db_path.read_bytes() == db_bytes  # re-wrap only: the data is untouched
+    local_db.close()
+    with pytest.raises(WrongPassphraseError):
+        LocalDatabase.open(db_path, passphrase)
+    with LocalDatabase.open(db_path, new) as db:
+        assert db.key_id == key_id
+        assert db.get_record("account", "a1") == account("a1", "Città")
+
+
+def test_switch_to_keystore_keeps_data(
+    local_db: LocalDatabase, db_path: Path, passphrase: Passphrase, keystore_key: KeystoreKey
+) -> None:
+    local_db.upsert_records([account("a1", "Łódź")])
+    with pytest.raises(WrongPassphraseError):
+        local_db.change_kek(Passphrase("not it", passphrase.params), keystore_key)
+    local_db.change_kek(passphrase, keystore_key)
+    local_db.close()
+    with LocalDatabase.open(db_path, keystore_key) as db:
+        assert db.search("lodz")[0].id == "a1"
+
+
+def test_rekey_keeps_data_and_retires_the_old_key(
+    local_db: LocalDatabase, db_path: Path, passphrase: Passphrase
+) -> None:
+    local_db.upsert_records([account(f"a{i}", f"Rossi {i}") for i in range(50)])
+    old_key = keys.unlock_key_file(key_path_for(db_path), passphrase)
+    new_id = local_db.rekey(passphrase)
+    assert new_id != old_key.key_id
+    assert local_db.key_id == new_id
+    assert keys.read_key_file(key_path_for(db_path)).key_id == new_id
+    assert not pending_key_path_for(db_path).exists()
+    assert local_db.count_records() == 50  # still usable on the same connection
+    local_db.close()
+    with pytest.raises(DatabaseKeyMismatchError):
+        database._connect(db_path, old_key)
+    with LocalDatabase.open(db_path, passphrase) as db:
+        assert db.key_id == new_id
+        assert db.count_records() == 50
+        assert {h.id for h in db.search("rossi", limit=100)} == {f"a{i}" for i in range(50)}
+
+
+def test_rekey_inside_a_transaction_is_refused(
+    local_db: LocalDatabase, passphrase: Passphrase
+) -> None:
+    with local_db.transaction(), pytest.raises(DatabaseBusyError):
+        local_db.rekey(passphrase)
+
+
+def test_rekey_crash_before_key_swap_is_finished_on_open(
+    local_db: LocalDatabase, db_path: Path, passphrase: Passphrase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local_db.upsert_records([account("a1", "Survivor")])
+
+    def crash(source: object, target: object) -> None:
+        raise OSError("power cut")
+
+    monkeypatch.setattr(keys, "replace_key_file", crash)
+    with pytest.raises(OSError):
+        local_db.rekey(passphrase)
+    monkeypatch.undo()
+    local_db.close()
+    assert pending_key_path_for(db_path).exists()
+    pending_id = keys.read_key_file(pending_key_path_for(db_path)).key_id
+    with LocalDatabase.open(db_path, passphrase) as db:
+        assert db.key_id == pending_id
+        assert db.get_record("account", "a1") is not None
+    assert not pending_key_path_for(db_path).exists()
+    assert keys.read_key_file(key_path_for(db_path)).key_id == pending_id
+
+
+def test_rekey_crash_before_pragma_is_rolled_back_on_open(
+    local_db: LocalDatabase, db_path: Path, passphrase: Passphrase
+) -> None:
+    local_db.upsert_records([account("a1", "Survivor")])
+    key_id = local_db.key_id
+    local_db.close()
+    # Step 1 done (next key written), step 2 never ran.
+    keys.write_key_file(
+        pending_key_path_for(db_path), keys.wrap_data_key(keys.new_data_key(), passphrase)
+    )
+    with LocalDatabase.open(db_path, passphrase) as db:
+        assert db.key_id == key_id
+        assert db.get_record("account", "a1") is not None
+    assert not pending_key_path_for(db_path).exists()
+
+
+# --- wipe ----------------------------------------------------------------------------
+
+
+def test_wipe_destroys_the_key_first_then_every_file(
+    local_db: LocalDatabase, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local_db.upsert_records([account("a1", SECRET)])
+    key_present_at_removal: list[bool] = []
+    real_remove = database._remove_database_file
+
+    def spy(path: Path) -> None:
+        key_present_at_removal.append(key_path_for(db_path).exists())
+        real_remove(path)
+
+    monkeypatch.setattr(database, "_remove_database_file", spy)
+    local_db.wipe()
+    assert key_present_at_removal and not any(key_present_at_removal)
+    assert list(db_path.parent.iterdir()) == []
+    assert local_db.closed
+    with pytest.raises(DatabaseClosedError):
+        local_db.count_records()
+
+
+def test_wipe_without_unlocking(local_db: LocalDatabase, db_path: Path) -> None:
+    local_db.upsert_records([account("a1", "x")])
+    local_db.close()
+    wipe_database(db_path)  # e.g. the device was revoked while the app was locked
+    assert list(db_path.parent.iterdir()) == []
+
+
+# --- migrations ----------------------------------------------------------------------
+
+
+def applied(db: LocalDatabase) -> list[tuple[int, str]]:
+    return db.conn.execute(
+        "SELECT version, name FROM schema_migrations ORDER BY version"
+    ).fetchall()
+
+
+def test_migrations_are_idempotent(
+    local_db: LocalDatabase, db_path: Path, passphrase: Passphrase
+) -> None:
+    base = [(m.version, m.name) for m in BASE_MIGRATIONS]
+    assert applied(local_db) == base
+    assert local_db.migrations_applied_at_open == [v for v, _ in base]
+    local_db.close()
+    for _ in range(2):
+        with LocalDatabase.open(db_path, passphrase) as db:
+            assert db.migrations_applied_at_open == []
+            assert applied(db) == base
+            assert db.schema_version() == BASE_MIGRATIONS[-1].version
+
+
+def test_extension_migrations_apply_once_in_order(db_path: Path, passphrase: Passphrase) -> None:
+    calls: list[int] = []
+    extra = (
+        Migration(100, "outbox", ("CREATE TABLE outbox(id INTEGER PRIMARY KEY, body TEXT)",)),
+        Migration(
+            101, "seed", apply=lambda conn: calls.append(conn.execute("SELECT 101").fetchone()[0])
+        ),
+    )
+    with LocalDatabase.create(db_path, passphrase, migrations=extra) as db:
+        assert db.migrations_applied_at_open[-2:] == [100, 101]
+        assert "outbox" in db.db.table_names()
+    with LocalDatabase.open(db_path, passphrase, migrations=extra) as db:
+        assert db.migrations_applied_at_open == []
+    assert calls == [101]
+
+
+def test_failed_migration_leaves_nothing_behind(db_path: Path, passphrase: Passphrase) -> None:
+    def boom(conn: sqlite3.Connection) -> None:
+        raise RuntimeError("bad data")
+
+    broken = (Migration(100, "half", ("CREATE TABLE half(x)",), apply=boom),)
+    with pytest.raises(MigrationError) as info:
+        LocalDatabase.create(db_path, passphrase, migrations=broken)
+    assert info.value.code == "migration_failed"
+    with LocalDatabase.open(db_path, passphrase) as db:
+        assert "half" not in db.db.table_names()
+        assert db.schema_version() == BASE_MIGRATIONS[-1].version
+
+
+def test_bad_migration_lists_are_refused(
+    local_db: LocalDatabase, db_path: Path, passphrase: Passphrase
+) -> None:
+    local_db.close()
+    for migrations in (
+        (Migration(5, "clashes with the base range"),),
+        (Migration(101, "b"), Migration(100, "a")),
+        (Migration(100, ""),),
+    ):
+        with pytest.raises(MigrationError):
+            LocalDatabase.open(db_path, passphrase, migrations=migrations)
+    with LocalDatabase.open(db_path, passphrase, migrations=(Migration(100, "first"),)):
+        pass
+    with pytest.raises(MigrationError):
+        LocalDatabase.open(db_path, passphrase, migrations=(Migration(100, "renamed"),))
+
+
+def test_schema_from_a_newer_app_is_refused(
+    local_db: LocalDatabase, db_path: Path, passphrase: Passphrase
+) -> None:
+    local_db.close()
+    LocalDatabase.open(db_path, passphrase, migrations=(Migration(100, "future"),)).close()
+    with pytest.raises(SchemaTooNewError) as info:
+        LocalDatabase.open(db_path, passphrase)
+    assert info.value.code == "schema_too_new"
+
+
+# --- records -------------------------------------------------------------------------
+
+
+def test_upsert_get_iterate_count(local_db: LocalDatabase) -> None:
+    written = local_db.upsert_records(
+        [account("a2", "Beta"), account("a1", "Alpha", revenue=12.5), contact("c1", "Anna", "a1")]
+    )
+    assert written == 3
+    assert local_db.get_record("account", "a1") == account("a1", "Alpha", revenue=12.5)
+    assert local_db.get_record("account", "nope") is None
+    assert [r.id for r in local_db.iter_records("account")] == ["a1", "a2"]
+    assert local_db.count_records() == 3
+    assert local_db.count_records("contact") == 1
+
+
+def test_upsert_overwrites_and_last_duplicate_wins(local_db: LocalDatabase) -> None:
+    local_db.upsert_records([account("a1", "One")])
+    local_db.upsert_records([account("a1", "Two", version=2), account("a1", "Three", version=3)])
+    assert local_db.get_record("account", "a1") == account("a1", "Three", version=3)
+    assert local_db.count_records(include_deleted=True) == 1
+
+
+def test_tombstones_are_kept_but_hidden(local_db: LocalDatabase) -> None:
+    local_db.upsert_records([account("a1", "Alpha"), account("a2", "Beta")])
+    local_db.upsert_records([account("a1", "Alpha", version=2, deleted=True)])
+    record = local_db.get_record("account", "a1")
+    assert record is not None and record.deleted
+    assert [r.id for r in local_db.iter_records("account")] == ["a2"]
+    assert [r.id for r in local_db.iter_records("account", include_deleted=True)] == ["a1", "a2"]
+    assert local_db.count_records() == 1
+
+
+def test_purge_removes_records(local_db: LocalDatabase) -> None:
+    local_db.upsert_records([account("a1", "Alpha"), account("a2", "Beta")])
+    assert local_db.purge_records([("account", "a1"), ("account", "missing")]) == 1
+    assert local_db.get_record("account", "a1") is None
+    assert local_db.count_records() == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        LocalRecord(entity="Account!", id="x", version=1),
+        LocalRecord(entity="account", id="", version=1),
+        LocalRecord(entity="account", id="x", version=-1),
+        LocalRecord(entity="account", id="x", version=True),
+        LocalRecord(entity="account", id="x", version=1, fields=["not", "a", "dict"]),  # type: ignore[arg-type]
+        LocalRecord(entity="account", id="x", version=1, fields={"when": object()}),
+        {"entity": "account", "id": "x", "version": 1},
+    ],
+)
+def test_invalid_records_write_nothing(local_db: LocalDatabase, bad: object) -> None:
+    with pytest.raises(InvalidRecordError) as info:
+        local_db.upsert_records([account("ok", "Fine"), bad])  # type: ignore[list-item]
+    assert info.value.code == "invalid_record"
+    assert local_db.count_records(include_deleted=True) == 0
+    assert local_db.search("fine") == []
+
+
+def test_transaction_is_atomic_across_records_and_state(local_db: LocalDatabase) -> None:
+    with pytest.raises(RuntimeError), local_db.transaction():
+        local_db.upsert_records([account("a1", "Alpha")])
+        local_db.set_state("checkpoint", "42")
+        raise RuntimeError("page failed")
+    assert local_db.count_records() == 0
+    assert local_db.get_state("checkpoint") is None
+    assert local_db.search("alpha") == []
+    with local_db.transaction():
+        local_db.upsert_records([account("a1", "Alpha")])
+        local_db.set_state("checkpoint", "42")
+    assert local_db.get_state("checkpoint") == "42"
+    assert local_db.search("alpha")[0].id == "a1"
+
+
+def test_sync_state(local_db: LocalDatabase) -> None:
+    assert local_db.get_state("missing", "default") == "default"
+    for value in ("text", b"\x00bytes", 7, 2.5, None):
+        local_db.set_state("k", value)
+        assert local_db.get_state("k", "default") == value
+    local_db.delete_state("k")
+    assert local_db.get_state("k") is None
+    with pytest.raises(InvalidStateValueError):
+        local_db.set_state("k", ["list"])  # type: ignore[arg-type]
+    with pytest.raises(InvalidStateValueError):
+        local_db.set_state("", "x")
+
+
+def test_find_records_uses_the_partial_index(local_db: LocalDatabase) -> None:
+    local_db.upsert_records(
+        [
+            account("a1", "Alpha", address1_city="Kraków"),
+            account("a2", "Beta", address1_city="Łódź"),
+        ]
+        + [contact(f"c{i}", f"Person {i}", "a1" if i % 2 else "a2") for i in range(10)]
+    )
+    found = local_db.find_records("contact", "_parentcustomerid_value", "a1")
+    assert sorted(r.id for r in found) == ["c1", "c3", "c5", "c7", "c9"]
+    assert [r.id for r in local_db.find_records("account", "address1_city", "Łódź")] == ["a2"]
+    assert len(local_db.find_records("contact", "_parentcustomerid_value", "a1", limit=2)) == 2
+    plan = local_db.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM records WHERE entity = 'contact' AND "
+        f"{database.field_expression('_parentcustomerid_value')} = 'a1'"
+    ).fetchall()
+    assert "records_contact__parentcustomerid_value" in str(plan)
+
+
+def test_ensure_field_index(local_db: LocalDatabase) -> None:
+    local_db.ensure_field_index("lead", "companyname")
+    local_db.ensure_field_index("lead", "companyname")  # idempotent
+    assert "records_lead_companyname" in {
+        name
+        for (name,) in local_db.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+    }
+    with pytest.raises(InvalidRecordError):
+        local_db.ensure_field_index("lead", "bad'name")
+
+
+def test_sqlite_utils_runs_on_the_encrypted_connection(local_db: LocalDatabase) -> None:
+    assert isinstance(local_db.db, sqlite_utils.Database)
+    local_db.db["notes"].insert_all([{"id": 1, "body": SECRET}, {"id": 2, "body": "b"}], pk="id")
+    local_db.db["notes"].upsert({"id": 2, "body": "c"}, pk="id")
+    assert list(local_db.db.query("SELECT body FROM notes ORDER BY id")) == [
+        {"body": SECRET},
+        {"body": "c"},
+    ]
+    assert local_db.db["notes"].count == 2
+    with local_db.db.atomic():
+        local_db.upsert_records([account("a1", "Inside sqlite-utils atomic")])
+    assert local_db.count_records() == 1
+
+
+def test_closed_database_raises_typed_error(local_db: LocalDatabase) -> None:
+    local_db.close()
+    local_db.close()  # idempotent
+    for call in (
+        lambda: local_db.conn,
+        lambda: local_db.search("x"),
+        lambda: local_db.get_state("k"),
+    ):
+        with pytest.raises(DatabaseClosedError) as info:
+            call()
+        assert info.value.code == "database_closed"
+
+
+def test_keystore_opened_database(db_path: Path, keystore_key: KeystoreKey) -> None:
+    with LocalDatabase.create(db_path, keystore_key) as db:
+        db.upsert_records([account("a1", "Alpha")])
+    with pytest.raises(WrongKeystoreKeyError):
+        LocalDatabase.open(db_path, KeystoreKey(b"\xff" * 32))
+    with LocalDatabase.open(db_path, keystore_key) as db:
+        assert db.count_records() == 1
