@@ -162,6 +162,9 @@ class HttpTransport:
         client: an ``httpx.AsyncClient`` to use (tests wrap its transport to cut the
             connection); one is created if omitted.
         language: ``Accept-Language`` for problem details.
+        pending_polls: how often a 202 push answer is polled at its Location.
+        pending_poll_s: pause between those polls.
+        bootstrap_batch: records per bootstrap frame asked of the server.
     """
 
     def __init__(
@@ -174,6 +177,7 @@ class HttpTransport:
         language: str = "en",
         pending_polls: int = 20,
         pending_poll_s: float = 0.25,
+        bootstrap_batch: int = 2000,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token_provider = token_provider
@@ -182,6 +186,7 @@ class HttpTransport:
         self._language = language
         self._pending_polls = pending_polls
         self._pending_poll_s = pending_poll_s
+        self._bootstrap_batch = bootstrap_batch
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
@@ -304,15 +309,13 @@ class HttpTransport:
         self._raise_for(response)
         return self._decode(response, _pull_decoder)
 
-    async def bootstrap(
-        self, device_id: str, resume: str | None, batch: int = 2000
-    ) -> AsyncIterator[BootstrapBatch]:
+    async def bootstrap(self, device_id: str, resume: str | None) -> AsyncIterator[BootstrapBatch]:
         """``GET /v1/sync/bootstrap``: gzip'd length-prefixed msgpack frames, decoded one
         at a time as the bytes arrive (never the whole body in memory)."""
         params: dict[str, Any] = {
             "device_id": device_id,
             "protocol": PROTOCOL_VERSION,
-            "batch": batch,
+            "batch": self._bootstrap_batch,
         }
         if resume:
             params["resume"] = resume
