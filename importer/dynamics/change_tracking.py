@@ -27,7 +27,7 @@ from ..publisher import UpstreamPublisher, content_digest, wait_applied
 from ..state import EntitySync, StateStore, sync_key
 from .client import DynamicsClient, Row
 from .echo import DELETED, EchoRegistry
-from .full_load import FullLoader, LoadStats, page_digest, wall_ms
+from .full_load import FullLoader, LoadStats, wall_ms
 from .row_diff import RowDiffer
 
 logger = logging.getLogger("crmsync.importer.change_tracking")
@@ -149,12 +149,13 @@ class ChangeTracker:
         new_link: str | None = None
         while url is not None:
             page = await self.client.get_page(url, track_changes=True)
-            mutations = await self._page_mutations(entity, page.value, stats)
-            emap = self.maps[entity]
-            batch_id = (
-                f"dynamics:{entity}:delta:{token_id}:p{page_no}:"
-                f"{page_digest(url, page.value, emap.key)}"
+            # The id depends on the rows as Dynamics sent them, not on what the store holds.
+            key = self.maps[entity].key
+            digest = content_digest(
+                url, *(f"{r.get(key) or r.get('id')}{r.get('@odata.etag')}" for r in page.value)
             )
+            mutations = await self._page_mutations(entity, page.value, stats)
+            batch_id = f"dynamics:{entity}:delta:{token_id}:p{page_no}:{digest}"
             stats.batch_ids.extend(await self.publisher.publish(entity, mutations, batch_id))
             stats.pages += 1
             page_no += 1

@@ -512,6 +512,16 @@ class DynamicsClient:
             prefs.append("odata.track-changes")
         return {"Prefer": ", ".join(prefs)}
 
+    async def get_page_bytes(self, url: str, *, track_changes: bool = False) -> bytes:
+        """Fetch one page and return its body undecoded (for a typed decoder).
+
+        Raises:
+            DeltaTokenExpiredError: A delta link whose token is past retention.
+            DynamicsError: Any other failure.
+        """
+        resp = await self.request("GET", url, headers=self._prefer(track_changes=track_changes))
+        return resp.content
+
     async def get_page(self, url: str, *, track_changes: bool = False) -> Page:
         """Fetch and decode one page (first page, ``nextLink`` or ``deltaLink``).
 
@@ -519,9 +529,9 @@ class DynamicsClient:
             DeltaTokenExpiredError: A delta link whose token is past retention.
             DynamicsError: Any other failure.
         """
-        resp = await self.request("GET", url, headers=self._prefer(track_changes=track_changes))
+        raw = await self.get_page_bytes(url, track_changes=track_changes)
         try:
-            return _page_decoder.decode(resp.content)
+            return _page_decoder.decode(raw)
         except msgspec.DecodeError as e:
             raise UnexpectedResponseError(f"page is not an OData collection: {e}") from e
 

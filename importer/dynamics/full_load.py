@@ -37,9 +37,9 @@ from ..config import ImporterConfig
 from ..errors import BadRequestError, MappingError
 from ..publisher import UpstreamPublisher, content_digest
 from ..state import EntitySync, StateStore, sync_key
-from .client import DynamicsClient, Page, Row
+from .client import DynamicsClient, Row
 from .entity_maps import EntityMaps
-from .mapping import EntityMap
+from .mapping import EntityMap, TypedPage
 from .row_diff import RowDiffer
 
 logger = logging.getLogger("crmsync.importer.full_load")
@@ -105,9 +105,9 @@ def rows_to_mutations(emap: EntityMap, rows: Sequence[Row], stats: LoadStats) ->
     return out
 
 
-def page_digest(url: str, rows: Sequence[Row], key: str) -> str:
-    """Identity of a page's content: its URL and its rows' keys and ETags."""
-    return content_digest(url, "|".join(f"{r.get(key)}{r.get('@odata.etag')}" for r in rows))
+def page_digest(url: str, mutations: Sequence[Mutation]) -> str:
+    """Identity of a page's content: its URL and its rows' ids and ETags."""
+    return content_digest(url, "|".join(f"{m.id}{m.etag}" for m in mutations))
 
 
 class FullLoader:
@@ -205,19 +205,19 @@ class FullLoader:
         )
         return stats
 
-    async def _first_page_url(self, entity: str) -> str:
-        emap = self.maps[entity]
-        return self.client.query_url(emap.entity_set, emap.select)
+    async def _fetch(self, entity: str, url: str) -> TypedPage:
+        raw = await self.client.get_page_bytes(url, track_changes=True)
+        return self.maps[entity].decode_page(raw)
 
-    async def _fetch_first(self, entity: str) -> tuple[str, Page]:
+    async def _fetch_first(self, entity: str) -> tuple[str, TypedPage]:
         """The first page, dropping ``$select`` columns this organisation does not have."""
         while True:
-            url = await self._first_page_url(entity)
+            emap = self.maps[entity]
+            url = self.client.query_url(emap.entity_set, emap.select)
             try:
-                return url, await self.client.get_page(url, track_changes=True)
+                return url, await self._fetch(entity, url)
             except BadRequestError as e:
                 column = missing_property(e)
-                emap = self.maps[entity]
                 if column is None or column not in emap.select or column == emap.key:
                     raise
                 await self.maps.drop_column(entity, column)
@@ -225,20 +225,21 @@ class FullLoader:
     async def _run(self, entity: str, st: EntitySync, stats: LoadStats) -> None:
         key = sync_key(entity)
         reload = st.full_loads > 0
-        queue: asyncio.Queue[tuple[str, Page] | None] = asyncio.Queue(maxsize=2)
+        queue: asyncio.Queue[tuple[str, TypedPage] | None] = asyncio.Queue(maxsize=2)
 
         async def fetch() -> None:
+            # Pages are fetched and decoded one ahead of the page being published.
             url: str | None = st.next_url
             if url is None:
                 url, page = await self._fetch_first(entity)
             else:
-                page = await self.client.get_page(url, track_changes=True)
+                page = await self._fetch(entity, url)
             while True:
                 await queue.put((url, page))
                 if page.next_link is None:
                     break
                 url = page.next_link
-                page = await self.client.get_page(url, track_changes=True)
+                page = await self._fetch(entity, url)
             await queue.put(None)
 
         fetcher = asyncio.create_task(fetch())
@@ -254,14 +255,13 @@ class FullLoader:
                 if item is None:
                     break
                 url, page = item
-                emap = self.maps[entity]
-                mutations = rows_to_mutations(emap, page.value, stats)
+                stats.skipped_rows += page.skipped
+                mutations = page.mutations
+                batch_id = (
+                    f"dynamics:{entity}:{st.run_id}:p{st.pages}:{page_digest(url, mutations)}"
+                )
                 if reload and self.differ is not None:
                     mutations = await self.differ.reduce(entity, mutations)
-                batch_id = (
-                    f"dynamics:{entity}:{st.run_id}:p{st.pages}:"
-                    f"{page_digest(url, page.value, emap.key)}"
-                )
                 ids = await self.publisher.publish(entity, mutations, batch_id)
                 stats.batch_ids.extend(ids)
                 stats.pages += 1

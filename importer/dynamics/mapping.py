@@ -25,7 +25,9 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
+
+import msgspec
 
 from sync_protocol.changesets import Mutation
 from sync_protocol.entities import SCHEMAS, FieldKind, FieldSpec, schema
@@ -374,6 +376,13 @@ class EntityMap:
         self._has_scope = not isinstance(self.scope, NoScope)
         self.issues: dict[str, int] = {}
         """Values our schema refused, per field (they were mapped to ``None``)."""
+        self._scope_columns = self.scope.columns_for(entity)
+        self._choices = tuple(
+            (c.field, frozenset(s.fields[c.field].options)) for c in columns if c.kind == "choice"
+        )
+        self._dates = tuple(c.field for c in columns if c.kind == "date")
+        self._lookups = tuple(c.field for c in columns if c.kind == "lookup")
+        self._page_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_page_struct(self, s))
 
     def without(self, column: str) -> EntityMap:
         """A copy that leaves out a column the organisation turned out not to have."""
@@ -431,6 +440,80 @@ class EntityMap:
             fields=self.to_fields(row),
             etag=etag if isinstance(etag, str) else None,
         )
+
+    def decode_page(self, raw: bytes) -> TypedPage:
+        """Decode a page of this entity's rows straight into upserts (the full-load path).
+
+        Equivalent to :meth:`to_mutation` on every row of a generic decode, but rows are
+        decoded by msgspec into a per-entity struct (OData annotations skipped in C) and
+        turned into field dicts in C. A page with a value our struct refuses (an
+        overlong string, a float where an integer belongs) takes the generic path.
+
+        Raises:
+            MappingError: The body is not an OData collection.
+        """
+        try:
+            page = self._page_decoder.decode(raw)
+        except msgspec.ValidationError:
+            return self._decode_page_generic(raw)
+        except msgspec.DecodeError as e:
+            raise MappingError(f"page is not an OData collection: {e}") from e
+        out: list[Mutation] = []
+        skipped = 0
+        node = self.node
+        entity = self.entity
+        scope_row: dict[str, Any] = {}
+        for row in page.value:
+            d = msgspec.structs.asdict(row)
+            key = d.pop(_KEY)
+            etag = d.pop(_ETAG)
+            version = d.pop(_VERSION)
+            for column in self._scope_columns:
+                scope_row[column] = d.pop(_extra_name(column))
+            modified = d.get(MODIFIED_COLUMN)
+            if key is None or modified is None:
+                skipped += 1
+                continue
+            for name, allowed in self._choices:
+                value = d[name]
+                if value is not None and value not in allowed:
+                    self.issues[name] = self.issues.get(name, 0) + 1
+                    d[name] = None
+            for name in self._dates:
+                value = d[name]
+                if value is not None and len(value) > 10 and value[10] == "T":
+                    d[name] = value[:10]
+            for name in self._lookups:
+                value = d[name]
+                if value is not None and not value.islower():
+                    d[name] = value.lower()
+            if self._has_scope:
+                d["territory"], d["country"] = self.scope.scope(entity, scope_row, d.get("ownerid"))
+            counter = version & _COUNTER_MASK if version is not None and version > 0 else 0
+            out.append(
+                Mutation(
+                    entity=entity,
+                    id=key if key.islower() else key.lower(),
+                    clock=HLC(parse_datetime_ms(modified), counter, node),
+                    fields=d,
+                    etag=etag,
+                )
+            )
+        return TypedPage(out, page.next_link, page.delta_link, len(page.value), skipped)
+
+    def _decode_page_generic(self, raw: bytes) -> TypedPage:
+        try:
+            page = _generic_page_decoder.decode(raw)
+        except msgspec.DecodeError as e:
+            raise MappingError(f"page is not an OData collection: {e}") from e
+        out: list[Mutation] = []
+        skipped = 0
+        for row in page.value:
+            try:
+                out.append(self.to_mutation(row))
+            except MappingError:
+                skipped += 1
+        return TypedPage(out, page.next_link, page.delta_link, len(page.value), skipped)
 
     def delete_mutation(self, record_id: str, now_ms: int) -> Mutation:
         """An upstream delete (a ``$deletedEntity`` carries no time: we stamp ``now_ms``)."""
@@ -494,6 +577,82 @@ class EntityMap:
 
     def _nav(self, name: str, target: str) -> str:
         return POLYMORPHIC_NAV.get((self.entity, name), {}).get(target, name)
+
+
+_KEY = "x_key"
+_ETAG = "x_etag"
+_VERSION = "x_version"
+
+_FAST_TYPES: dict[str, Any] = {
+    "int": int,
+    "choice": int,
+    "decimal": float,
+    "money": float,
+    "bool": bool,
+    "datetime": str,
+    "date": str,
+    "lookup": str,
+    "country": str,
+}
+
+
+def _extra_name(column: str) -> str:
+    return "x" + column if column.startswith("_") else "x_" + column
+
+
+def _page_struct(emap: EntityMap, s: Any) -> type[msgspec.Struct]:
+    """msgspec types for a page of ``emap``'s rows: our field names, Dynamics' keys."""
+    specs: list[tuple[str, Any, Any]] = []
+    for c in emap.columns:
+        spec = s.fields[c.field]
+        if spec.kind in ("string", "text", "phone", "email"):
+            kind: Any = Annotated[str, msgspec.Meta(max_length=spec.max_length)]
+        else:
+            kind = _FAST_TYPES[spec.kind]
+        specs.append((c.field, kind | None, msgspec.field(default=None, name=c.column)))
+    specs.append((_KEY, str | None, msgspec.field(default=None, name=emap.key)))
+    specs.append((_ETAG, str | None, msgspec.field(default=None, name=ETAG)))
+    specs.append((_VERSION, int | None, msgspec.field(default=None, name=VERSION_COLUMN)))
+    for column in emap.scope.columns_for(emap.entity):
+        specs.append((_extra_name(column), str | None, msgspec.field(default=None, name=column)))
+    row = msgspec.defstruct(f"{emap.entity.capitalize()}Row", specs, kw_only=True)
+    return msgspec.defstruct(
+        f"{emap.entity.capitalize()}Page",
+        [
+            ("value", list[row], msgspec.field(default_factory=list)),  # type: ignore[valid-type]
+            ("next_link", str | None, msgspec.field(default=None, name="@odata.nextLink")),
+            ("delta_link", str | None, msgspec.field(default=None, name="@odata.deltaLink")),
+        ],
+        kw_only=True,
+    )
+
+
+class _GenericPage(msgspec.Struct):
+    value: list[dict[str, Any]] = []
+    next_link: str | None = msgspec.field(name="@odata.nextLink", default=None)
+    delta_link: str | None = msgspec.field(name="@odata.deltaLink", default=None)
+
+
+_generic_page_decoder = msgspec.json.Decoder(_GenericPage)
+
+
+@dataclass(slots=True)
+class TypedPage:
+    """A page decoded into upserts.
+
+    Attributes:
+        mutations: One upsert per mappable row.
+        next_link: The next page, if any.
+        delta_link: The delta link on the last page of a change-tracking query.
+        rows: Rows on the page.
+        skipped: Rows without a key or ``modifiedon``.
+    """
+
+    mutations: list[Mutation]
+    next_link: str | None
+    delta_link: str | None
+    rows: int
+    skipped: int
 
 
 def entity_maps(
