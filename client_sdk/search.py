@@ -25,8 +25,9 @@ Folding (the same at index and query time):
 - Text is NFKC-normalised (ligatures, full-width letters).
 - Phone numbers are indexed as one token: their national digits (after +39, +49,
   +33, +34, +48, +43, +41 or 00-prefixed forms, with the trunk 0 where that country
-  dials one). A query's runs of digits are normalised the same way and joined, so
-  "02 1234", "021234", "+39 02 1234" and "0039021234" all find "+39 02 1234567".
+  dials one). A query's run of digit groups matches either those groups as words
+  (quote and account numbers) or its national digits joined, so "02 1234", "021234",
+  "+39 02 1234" and "0039021234" all find "+39 02 1234567".
 
 Query safety: user text is never passed to FTS5 as syntax. It is folded and split
 into words; each word becomes a double-quoted string (so ``"``, ``*``, ``:``,
@@ -220,8 +221,12 @@ _UMLAUT_TABLE: Final = str.maketrans(
 # Mirrors unicode61's token characters (letters and numbers); "_" is a separator there.
 _WORD: Final = re.compile(r"[^\W_]+")
 _NON_DIGIT: Final = re.compile(r"[^0-9]+")
-# A run of digit groups as people write phone numbers: "+39 02 1234", "030/12-34".
-_DIGIT_RUN: Final = re.compile(r"(?<!\w)\+?[0-9](?:[ \-./()]*[0-9])*(?!\w)")
+# A run of digit groups as people write phone numbers ("+39 02 1234", "030/12-34"),
+# or a word. Runs come first so their groups are seen together.
+_QUERY_TOKEN: Final = re.compile(
+    r"(?P<run>(?<!\w)\+?[0-9]+(?:[ \-./()]+[0-9]+)*(?!\w))|(?P<word>[^\W_]+)"
+)
+_DIGITS: Final = re.compile(r"[0-9]+")
 # Country code -> trunk prefix used when the number is dialled nationally.
 _NATIONAL_TRUNK: Final = {"39": "", "49": "0", "33": "0", "34": "", "48": "", "43": "0", "41": "0"}
 
@@ -325,8 +330,19 @@ def doc_range(code: int) -> tuple[int, int]:
 # --- querying ------------------------------------------------------------------------
 
 
-def _normalise_digit_run(match: re.Match[str]) -> str:
-    return f" {national_digits(match.group(0))} "
+def _term(word: str) -> str:
+    word = word[:MAX_TERM_CHARS]
+    return f'"{word}"*' if len(word) >= MIN_PREFIX_CHARS else f'"{word}"'
+
+
+def _digit_run_term(run: str) -> str:
+    groups = _DIGITS.findall(run)
+    national = national_digits(run)
+    if len(groups) == 1 and national == groups[0]:
+        return _term(groups[0])
+    # Either the groups as separate words (quote and account numbers are indexed as
+    # written) or the joined national digits (phone numbers are indexed that way).
+    return f"(({' AND '.join(_term(g) for g in groups)}) OR {_term(national)})"
 
 
 def build_match_expression(text: str) -> str | None:
@@ -334,19 +350,22 @@ def build_match_expression(text: str) -> str | None:
 
     Every word is a double-quoted string, so no character of the input is FTS5
     syntax; words of two or more characters become prefix terms; terms are ANDed.
-    Runs of digit groups are joined into national phone digits first.
+    A run of digit groups ("+39 02 1234") matches either its groups as words or its
+    national phone digits.
 
     Raises:
         InvalidSearchTextError: ``text`` is not a string.
     """
     if not isinstance(text, str):
         raise InvalidSearchTextError(f"search text must be a string, not {type(text).__name__}")
-    folded = _DIGIT_RUN.sub(_normalise_digit_run, fold_search_text(text[:MAX_QUERY_CHARS]))
     terms: list[str] = []
-    for word in _WORD.findall(folded)[:MAX_QUERY_TERMS]:
-        word = word[:MAX_TERM_CHARS]
-        terms.append(f'"{word}"*' if len(word) >= MIN_PREFIX_CHARS else f'"{word}"')
-    return " ".join(terms) or None
+    for match in _QUERY_TOKEN.finditer(fold_search_text(text[:MAX_QUERY_CHARS])):
+        if len(terms) == MAX_QUERY_TERMS:
+            break
+        run, word = match.group("run", "word")
+        terms.append(_digit_run_term(run) if run else _term(word))
+    # Explicit AND: FTS5's implicit AND does not apply next to a parenthesised group.
+    return " AND ".join(terms) or None
 
 
 def _resolve_entities(entities: Iterable[str] | None) -> list[tuple[int, int] | None]:
