@@ -93,6 +93,7 @@ class ConsumeStats:
         handler_failures: Handler calls that raised.
         dead_lettered: Messages copied to the dead-letter stream.
         terminated: Messages given up on (after max deliveries), dead-lettered or not.
+        empty_fetches: Fetches that waited ``fetch_wait`` and got nothing (idle stream).
     """
 
     batches: int = 0
@@ -102,6 +103,7 @@ class ConsumeStats:
     handler_failures: int = 0
     dead_lettered: int = 0
     terminated: int = 0
+    empty_fetches: int = 0
 
 
 BatchHandler = Callable[[Sequence[Delivery]], Awaitable[None]]

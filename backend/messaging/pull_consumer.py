@@ -185,8 +185,11 @@ class PullConsumer:
             while not stop.is_set():
                 try:
                     msgs = await sub.fetch(s.batch, timeout=s.fetch_wait)
-                except nats.errors.TimeoutError:
-                    continue  # idle stream: fetch again (and look at stop)
+                except TimeoutError:
+                    # Idle stream (nats-py raises its own TimeoutError or the builtin one,
+                    # depending on where the deadline hits): fetch again, look at stop.
+                    self.stats.empty_fetches += 1
+                    continue
                 except (
                     nats.errors.ConnectionClosedError,
                     nats.errors.ConnectionDrainingError,
@@ -194,6 +197,17 @@ class PullConsumer:
                     raise NotConnectedError("connection closed under the consumer") from e
                 except nats.js.errors.NotFoundError as e:
                     raise StreamNotFoundError(f"consumer {s.stream}/{s.durable} is gone") from e
+                except nats.js.errors.APIError as e:
+                    # "409 Consumer Deleted" on a pending pull, or 503 (no responders) on the
+                    # next one: ask whether the consumer still exists before retrying.
+                    if await self._consumer_gone():
+                        raise StreamNotFoundError(
+                            f"consumer {s.stream}/{s.durable} was deleted"
+                        ) from e
+                    logger.warning("fetch from %s/%s refused, retrying: %r", s.stream, s.durable, e)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), _TRANSIENT_BACKOFF_S)
+                    continue
                 except nats.errors.Error as e:
                     # Reconnects, leader changes and the like: the server keeps our state.
                     logger.warning(
@@ -211,6 +225,15 @@ class PullConsumer:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
         return self.stats
+
+    async def _consumer_gone(self) -> bool:
+        try:
+            await self._js.consumer_info(self.settings.stream, self.settings.durable)
+        except nats.js.errors.NotFoundError:
+            return True
+        except (nats.errors.Error, TimeoutError):
+            return False  # cannot tell (e.g. leader election): treat as transient
+        return False
 
     async def on_max_deliveries(self, advisory: bytes) -> None:
         """Dead-letter a message the server gave up on (MAX_DELIVERIES advisory).

@@ -549,3 +549,31 @@ async def test_message_that_kills_every_worker_is_dead_lettered_from_the_advisor
     assert letter.headers[DLQ_SEQ_HEADER] == str(seq)
     assert letter.headers[DLQ_MSG_ID_HEADER] == "m-0"
     assert "max_deliveries_exceeded" in letter.headers[DLQ_ERROR_HEADER]
+
+
+async def test_deleting_the_consumer_ends_the_loop_with_a_typed_error(
+    broker: NatsBroker, eventually
+) -> None:
+    stats = ConsumeStats()
+
+    async def handler(batch: Sequence[Delivery]) -> None:
+        return None
+
+    task = asyncio.create_task(
+        broker.consume(CHANGESETS_STREAM, "doomed", handler, fetch_wait=0.2, stats=stats)
+    )
+
+    async def consumer_exists() -> bool:
+        try:
+            await broker.consumer_state(CHANGESETS_STREAM, "doomed")
+        except StreamNotFoundError:
+            return False
+        return True
+
+    await eventually(consumer_exists)
+    await eventually(lambda: stats.empty_fetches >= 2, message="no idle fetches")
+    assert not task.done()  # idle fetch timeouts do not end the loop
+    assert await broker.delete_consumers(CHANGESETS_STREAM) == 1
+    with pytest.raises(StreamNotFoundError) as info:
+        await asyncio.wait_for(task, 10)
+    assert info.value.code == "messaging.not_found"
