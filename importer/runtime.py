@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -183,6 +184,8 @@ class ImporterRuntime:
     ) -> None:
         self.settings = settings
         self.config = settings.importer
+        # httpx logs every request at INFO: far too much for a full load.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         self._own_store = store is None
         self._own_broker = broker is None
         self.store: RecordStore = store if store is not None else create_store(settings.store)
@@ -279,6 +282,9 @@ class ImporterRuntime:
 
     async def run(self, stop: asyncio.Event, *, writeback: bool = True) -> None:
         """Load, then follow deltas and write back device changes until ``stop`` is set."""
+        # Done markers only matter while the outbound stream may redeliver their messages.
+        horizon_ms = int((time.time() - self.settings.nats.max_age) * 1000)
+        await self.writeback.prune_done(horizon_ms)
         tasks: list[asyncio.Task[Any]] = [asyncio.create_task(self._sync_forever(stop))]
         if writeback:
             tasks.append(asyncio.create_task(self.writeback.run(self.broker, stop)))

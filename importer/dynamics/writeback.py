@@ -59,6 +59,7 @@ from ..errors import (
 from ..publisher import UpstreamPublisher, content_digest
 from ..state import (
     DEAD_LETTER_PREFIX,
+    DONE_PREFIX,
     DeadLetter,
     StateStore,
     WritebackDone,
@@ -718,6 +719,16 @@ class Writeback:
         await self.state.put(done_key(change_id), None)
         (outcome,) = await self.write([letter.change])
         return outcome
+
+    async def prune_done(self, older_than_ms: int) -> int:
+        """Forget done markers older than ``older_than_ms`` (no redelivery can need them once
+        the outbound stream dropped their messages). Returns how many were removed."""
+        removed = 0
+        for key, done in (await self.state.scan(DONE_PREFIX, WritebackDone)).items():
+            if done.at_ms < older_than_ms:
+                await self.state.put(key, None)
+                removed += 1
+        return removed
 
     async def discard_dead_letter(self, change_id: str) -> None:
         """Drop a dead letter without writing it.

@@ -101,3 +101,30 @@ async def test_an_expired_token_falls_back_to_a_full_load_and_reconcile(
     await eventually(deleted, within=20)
     report = await runtime.reconciler.reconcile("quote")
     assert report.differences == 0, report.summary()
+
+
+async def test_run_loads_then_follows_changes_until_stopped(
+    runtime: ImporterRuntime, store: RecordStore, emulator: Emulator, eventually: Any
+) -> None:
+    import asyncio
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    try:
+        last = emulator.generator.row("appointments", 299)
+
+        async def loaded() -> bool:
+            return await store.get("appointment", last["activityid"]) is not None
+
+        await eventually(loaded, within=30, message="full load through run()")
+        emulator.mutate("update", "appointments", last["activityid"], {"location": "Sala B"})
+
+        async def followed() -> bool:
+            rec = await store.get("appointment", last["activityid"])
+            return rec is not None and rec.fields.get("location") == "Sala B"
+
+        await eventually(followed, within=30, message="delta through run()")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+    assert task.exception() is None

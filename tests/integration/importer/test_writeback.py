@@ -297,3 +297,13 @@ async def test_failures_go_to_dead_letters_that_admins_can_retry(
     assert await runtime.writeback.dead_letters() == []
     crm = emulator.dataset.get("contacts", row["contactid"])
     assert crm is not None and crm["_parentcustomerid_value"] == missing_account
+
+
+async def test_done_markers_are_pruned_after_the_redelivery_horizon(
+    runtime: ImporterRuntime,
+) -> None:
+    await runtime.state.put(done_key("old/0"), WritebackDone(at_ms=1_000))
+    await runtime.state.put(done_key("new/0"), WritebackDone(at_ms=10_000))
+    assert await runtime.writeback.prune_done(5_000) == 1
+    assert await runtime.state.get(done_key("old/0"), WritebackDone) is None
+    assert await runtime.state.get(done_key("new/0"), WritebackDone) is not None
