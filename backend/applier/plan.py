@@ -165,6 +165,7 @@ def plan_changeset(
         profile, profile_error = None, e
     granted = frozenset(actor.channels)
     w = _Working(current)
+    contexts: dict[str, MergeContext] = {}
     results: list[MutationResult] = []
     conflicts: list[ConflictRecord] = []
     audit: list[AuditEntry] = []
@@ -178,14 +179,16 @@ def plan_changeset(
         elif before is not None and granted.isdisjoint(before.channels):
             result = _rejected(index, m, OutOfScopeError.code, None)
         else:
-            ctx = MergeContext(
-                source="device",
-                origin=origin,
-                policy=_policy(rules, m.entity),
-                permission=profile.permission(m.entity),
-                now_ms=now_ms,
-                max_skew_ms=max_skew_ms,
-            )
+            ctx = contexts.get(m.entity)
+            if ctx is None:
+                ctx = contexts[m.entity] = MergeContext(
+                    source="device",
+                    origin=origin,
+                    policy=_policy(rules, m.entity),
+                    permission=profile.permission(m.entity),
+                    now_ms=now_ms,
+                    max_skew_ms=max_skew_ms,
+                )
             merged = merge(before, m, ctx, index)
             result = _accept_device(merged, before, m, index, actor, rules, granted, w)
             if result.outcome != "rejected" and merged.conflicts:

@@ -186,13 +186,14 @@ async def test_gateway_restart_mid_push_loses_nothing(sync_stack, new_device) ->
     body = phone.changeset([phone.upsert("lead", lead, subject="Rinnovo flotta", lastname="Neri")])
     # With no applier the gateway holds the push, waiting for a result; kill it then.
     sync_stack.stop_applier()
-    in_flight = asyncio.create_task(phone.push_body(body))
     async with NatsBroker(NatsConfig(servers=(sync_stack.nats.url,))) as broker:
+        before = (await broker.stream_state(CHANGESETS_STREAM)).last_seq
+        in_flight = asyncio.create_task(phone.push_body(body))
         deadline = time.monotonic() + 10
-        while (await broker.stream_state(CHANGESETS_STREAM)).messages == 0:
+        while (published := (await broker.stream_state(CHANGESETS_STREAM)).last_seq) == before:
             assert time.monotonic() < deadline, "the push never reached JetStream"
             await asyncio.sleep(0.02)
-        published = (await broker.stream_state(CHANGESETS_STREAM)).last_seq
+    assert published == before + 1
     sync_stack.kill_gateway()
     try:
         lost = await in_flight

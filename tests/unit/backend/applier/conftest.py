@@ -216,6 +216,14 @@ class RecordingBroker:
     async def publish_core(
         self, subject: str, data: bytes, *, headers: Mapping[str, str] | None = None
     ) -> None:
+        # A plain publish on a stream's subject is stored too, de-duplicated by its header.
+        msg_id = (headers or {}).get("Nats-Msg-Id")
+        if subject.startswith("sync.") and msg_id is not None:
+            if msg_id in self.seen_ids:
+                return
+            self.seen_ids.add(msg_id)
+            self.published.append(Published(subject, data, msg_id, dict(headers or {}), True))
+            return
         self.published.append(Published(subject, data, None, dict(headers or {})))
 
     def on(self, prefix: str) -> list[Published]:
