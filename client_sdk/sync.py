@@ -228,13 +228,25 @@ class ReplicaWriter:
     # -- changes ----------------------------------------------------------------------
 
     def apply_changes(
-        self, conn: Connection, changes: Iterable[RecordChange], deltas: ChecksumDeltas
+        self,
+        conn: Connection,
+        changes: Iterable[RecordChange],
+        deltas: ChecksumDeltas,
+        *,
+        new_keys: bool = False,
     ) -> int:
         """Write server record states, never going back to an older version.
+
+        Args:
+            new_keys: the caller knows that no change names a record already stored and
+                that no key repeats (a snapshot batch over an empty key range): the
+                per-record lookups are skipped.
 
         Returns:
             Number of records written.
         """
+        if new_keys:
+            return self._insert_new(changes, deltas)
         latest: dict[tuple[str, str], RecordChange] = {}
         for ch in changes:
             key = (ch.entity, ch.id)
@@ -296,6 +308,26 @@ class ReplicaWriter:
         if bulk:
             written += self.db.upsert_records(bulk)
         return written
+
+    def _insert_new(self, changes: Iterable[RecordChange], deltas: ChecksumDeltas) -> int:
+        """The bootstrap fast path: records nobody has stored yet."""
+        bulk: list[LocalRecord] = []
+        add = deltas.add
+        for ch in changes:
+            if ch.deleted:
+                continue
+            bulk.append(
+                LocalRecord(
+                    entity=ch.entity,
+                    id=ch.id,
+                    version=ch.version,
+                    seq=ch.seq,
+                    fields=ch.fields,
+                    channels=tuple(ch.channels),
+                )
+            )
+            add(ch.channels, record_hash(ch.entity, ch.id, ch.version, ch.fields))
+        return self.db.upsert_records(bulk) if bulk else 0
 
     def _apply_tracked(self, conn: Connection, ch: RecordChange, deltas: ChecksumDeltas) -> int:
         """Rebase: the server state becomes the base, local mutations replay on top."""
@@ -431,38 +463,38 @@ class ReplicaWriter:
         ordered = all(keys[i] < keys[i + 1] for i in range(len(keys) - 1))
         if keys and last_key is not None and keys[0] <= last_key:
             ordered = False
-        if ordered:
-            high = None if batch.done else (keys[-1] if keys else last_key)
-            self._purge_ghosts(conn, last_key, high, set(keys), deltas)
-            new_last = keys[-1] if keys else last_key
-        else:
+        if not ordered:
             _log.warning("snapshot batch out of key order: ghosts are left to the checksums")
-            new_last = max(keys) if keys else last_key
-        self.apply_changes(conn, batch.records, deltas)
-        return new_last
+            self.apply_changes(conn, batch.records, deltas)
+            return max(keys) if keys else last_key
+        high = None if batch.done else (keys[-1] if keys else last_key)
+        stored = self._stored_keys(conn, last_key, high)
+        if stored:
+            batch_keys = set(keys)
+            ghosts = [
+                Removal(entity=e, id=i, reason="scope")
+                for e, i in stored
+                if (e, i) not in batch_keys
+            ]
+            if ghosts:
+                self.apply_removals(conn, ghosts, deltas)
+        # Nothing stored in the batch's key range (a first bootstrap): plain inserts.
+        self.apply_changes(conn, batch.records, deltas, new_keys=not stored)
+        return keys[-1] if keys else last_key
 
-    def _purge_ghosts(
-        self,
-        conn: Connection,
-        low: tuple[str, str] | None,
-        high: tuple[str, str] | None,
-        keep: set[tuple[str, str]],
-        deltas: ChecksumDeltas,
-    ) -> None:
+    @staticmethod
+    def _stored_keys(
+        conn: Connection, low: tuple[str, str] | None, high: tuple[str, str] | None
+    ) -> list[tuple[str, str]]:
+        """Stored records with ``low < (entity, id) <= high`` (``None``: unbounded)."""
         if high is not None and low is not None and high <= low:
-            return
+            return []
         sql = "SELECT entity, id FROM records WHERE (entity, id) > (?, ?)"
         params: list[str] = list(low or ("", ""))
         if high is not None:
             sql += " AND (entity, id) <= (?, ?)"
             params += list(high)
-        ghosts = [
-            Removal(entity=e, id=i, reason="scope")
-            for e, i in conn.execute(sql, params)
-            if (e, i) not in keep
-        ]
-        if ghosts:
-            self.apply_removals(conn, ghosts, deltas)
+        return [(e, i) for e, i in conn.execute(sql, params)]
 
 
 def _record_of(ch: RecordChange) -> LocalRecord:
@@ -507,6 +539,14 @@ def _max_clock(changes: Iterable[RecordChange]) -> HLC | None:
 
 
 # --- the engine ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _SnapshotCursor:
+    """How far the snapshot being applied has got (committed batches only)."""
+
+    last_key: tuple[str, str] | None
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -826,40 +866,67 @@ class SyncEngine:
             raise MalformedResponseError("the bootstrap stream ended before its last batch")
 
     async def _stream_snapshot(self, resume: str | None, phase: Phase) -> bool:
+        """Apply the snapshot's batches as they arrive; True once the last one committed.
+
+        Each batch commits in a worker thread while the next one is received and decoded
+        on the event loop: SQLite (and SQLCipher's page encryption) release the GIL, so
+        network, inflate and decode overlap with the writes. One batch is written at a
+        time, in order, and at most two are in memory.
+        """
         last_raw = self._state(BOOT_LAST_KEY)
-        last_key = _key_decoder.decode(last_raw) if isinstance(last_raw, str) else None
-        count = int(self._state(BOOT_COUNT_KEY) or 0)
-        async for batch in self.transport.bootstrap(self.device_id, resume):
-            deltas = ChecksumDeltas()
-            with self.store.transaction() as conn:
-                last_key = self.writer.apply_snapshot(conn, batch, last_key, deltas)
-                ChecksumBook.commit(conn, deltas)
-                self.store.clock.observe(conn, _max_clock(batch.records))
-                count += len(batch.records)
-                if batch.done:
-                    _set_states(
-                        conn,
-                        {
-                            CHECKPOINT_KEY: batch.checkpoint,
-                            BOOT_ACTIVE_KEY: None,
-                            BOOT_RESUME_KEY: None,
-                            BOOT_LAST_KEY: None,
-                            BOOT_COUNT_KEY: None,
-                        },
-                    )
-                else:
-                    _set_states(
-                        conn,
-                        {
-                            BOOT_RESUME_KEY: batch.resume,
-                            BOOT_LAST_KEY: _encode(last_key).decode() if last_key else None,
-                            BOOT_COUNT_KEY: count,
-                        },
-                    )
-            self.events.emit(SyncProgress(phase, count, batch.total if batch.done else 0))
+        cursor = _SnapshotCursor(
+            last_key=_key_decoder.decode(last_raw) if isinstance(last_raw, str) else None,
+            count=int(self._state(BOOT_COUNT_KEY) or 0),
+        )
+        writing: asyncio.Future[int] | None = None
+        finished = False
+        try:
+            async for batch in self.transport.bootstrap(self.device_id, resume):
+                if writing is not None:
+                    self.events.emit(SyncProgress(phase, await writing))
+                    writing = None
+                if finished:
+                    continue  # nothing may follow the last batch; drain the stream
+                finished = batch.done
+                writing = asyncio.ensure_future(
+                    asyncio.to_thread(self._write_snapshot_batch, batch, cursor)
+                )
+        finally:
+            if writing is not None:
+                count = await writing
+                self.events.emit(SyncProgress(phase, count, count if finished else 0))
+        return finished
+
+    def _write_snapshot_batch(self, batch: BootstrapBatch, cursor: _SnapshotCursor) -> int:
+        """One snapshot batch, its resume token and the checksum book, in one transaction."""
+        deltas = ChecksumDeltas()
+        with self.store.transaction() as conn:
+            last_key = self.writer.apply_snapshot(conn, batch, cursor.last_key, deltas)
+            ChecksumBook.commit(conn, deltas)
+            self.store.clock.observe(conn, _max_clock(batch.records))
+            count = cursor.count + len(batch.records)
             if batch.done:
-                return True
-        return False
+                _set_states(
+                    conn,
+                    {
+                        CHECKPOINT_KEY: batch.checkpoint,
+                        BOOT_ACTIVE_KEY: None,
+                        BOOT_RESUME_KEY: None,
+                        BOOT_LAST_KEY: None,
+                        BOOT_COUNT_KEY: None,
+                    },
+                )
+            else:
+                _set_states(
+                    conn,
+                    {
+                        BOOT_RESUME_KEY: batch.resume,
+                        BOOT_LAST_KEY: _encode(last_key).decode() if last_key else None,
+                        BOOT_COUNT_KEY: count,
+                    },
+                )
+        cursor.last_key, cursor.count = last_key, count
+        return count
 
     # --- wipe ------------------------------------------------------------------------
 
