@@ -16,7 +16,7 @@ checkpoint, so:
 
 * no gap: every page before the checkpoint is in the stream;
 * no duplicate: a page published again after a crash gets the same batch id (entity, run,
-  page number, page URL and the rows' ETags), which JetStream drops inside its duplicate
+  page number, and a digest of the page URL and body), which JetStream drops inside its duplicate
   window and the applier replays from its stored result after it. If a row changed in
   between, the id differs and the newer row version is applied: the merge is idempotent.
 """
@@ -31,15 +31,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sync_protocol.changesets import Mutation
-
 from ..config import ImporterConfig
-from ..errors import BadRequestError, MappingError
+from ..errors import BadRequestError
 from ..publisher import UpstreamPublisher, content_digest
 from ..state import EntitySync, StateStore, sync_key
-from .client import DynamicsClient, Row
+from .client import DynamicsClient
 from .entity_maps import EntityMaps
-from .mapping import EntityMap, TypedPage
+from .mapping import TypedPage
 from .row_diff import RowDiffer
 
 logger = logging.getLogger("crmsync.importer.full_load")
@@ -90,24 +88,6 @@ def missing_property(error: BadRequestError) -> str | None:
     start = idx + len(_MISSING_PROPERTY)
     end = text.find("'", start)
     return error.message[start:end] if end > start else None
-
-
-def rows_to_mutations(emap: EntityMap, rows: Sequence[Row], stats: LoadStats) -> list[Mutation]:
-    """Map the upsert rows of a page (rows without a key or time are counted and skipped)."""
-    out: list[Mutation] = []
-    to_mutation = emap.to_mutation
-    for row in rows:
-        try:
-            out.append(to_mutation(row))
-        except MappingError as e:
-            stats.skipped_rows += 1
-            logger.warning("skipping a %s row: %s", emap.entity, e.code)
-    return out
-
-
-def page_digest(url: str, mutations: Sequence[Mutation]) -> str:
-    """Identity of a page's content: its URL and its rows' ids and ETags."""
-    return content_digest(url, "|".join(f"{m.id}{m.etag}" for m in mutations))
 
 
 class FullLoader:
@@ -207,7 +187,9 @@ class FullLoader:
 
     async def _fetch(self, entity: str, url: str) -> TypedPage:
         raw = await self.client.get_page_bytes(url, track_changes=True)
-        return self.maps[entity].decode_page(raw)
+        page = self.maps[entity].decode_page(raw)
+        page.digest = content_digest(url, raw)
+        return page
 
     async def _fetch_first(self, entity: str) -> tuple[str, TypedPage]:
         """The first page, dropping ``$select`` columns this organisation does not have."""
@@ -225,7 +207,7 @@ class FullLoader:
     async def _run(self, entity: str, st: EntitySync, stats: LoadStats) -> None:
         key = sync_key(entity)
         reload = st.full_loads > 0
-        queue: asyncio.Queue[tuple[str, TypedPage] | None] = asyncio.Queue(maxsize=2)
+        queue: asyncio.Queue[TypedPage | None] = asyncio.Queue(maxsize=2)
 
         async def fetch() -> None:
             # Pages are fetched and decoded one ahead of the page being published.
@@ -235,7 +217,7 @@ class FullLoader:
             else:
                 page = await self._fetch(entity, url)
             while True:
-                await queue.put((url, page))
+                await queue.put(page)
                 if page.next_link is None:
                     break
                 url = page.next_link
@@ -251,15 +233,12 @@ class FullLoader:
                     get.cancel()
                     fetcher.result()  # re-raise the fetch failure
                     continue
-                item = get.result()
-                if item is None:
+                page = get.result()
+                if page is None:
                     break
-                url, page = item
                 stats.skipped_rows += page.skipped
                 mutations = page.mutations
-                batch_id = (
-                    f"dynamics:{entity}:{st.run_id}:p{st.pages}:{page_digest(url, mutations)}"
-                )
+                batch_id = f"dynamics:{entity}:{st.run_id}:p{st.pages}:{page.digest}"
                 if reload and self.differ is not None:
                     mutations = await self.differ.reduce(entity, mutations)
                 ids = await self.publisher.publish(entity, mutations, batch_id)

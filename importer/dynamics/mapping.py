@@ -142,6 +142,34 @@ def parse_datetime_ms(value: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
+_DAY_MS: dict[str, int] = {}
+
+
+def fast_datetime_ms(value: str) -> int:
+    """:func:`parse_datetime_ms`, quicker for Dataverse's usual ``YYYY-MM-DDTHH:MM:SSZ``.
+
+    The day's epoch milliseconds are cached, so a row costs three small integer parses.
+
+    Raises:
+        MappingError: Not an ISO-8601 date-time with an offset.
+    """
+    if len(value) == 20 and value[19] == "Z" and value[10] == "T":
+        day = _DAY_MS.get(value[:10])
+        if day is None:
+            day = parse_datetime_ms(value[:10] + "T00:00:00Z")
+            if len(_DAY_MS) < 100_000:
+                _DAY_MS[value[:10]] = day
+        try:
+            return day + (
+                int(value[11:13]) * 3_600_000
+                + int(value[14:16]) * 60_000
+                + int(value[17:19]) * 1000
+            )
+        except ValueError:
+            pass
+    return parse_datetime_ms(value)
+
+
 def row_clock(row: Mapping[str, Any], node: str) -> HLC:
     """The clock of an upstream row: ``(modifiedon ms, versionnumber low bits, node)``.
 
@@ -153,7 +181,7 @@ def row_clock(row: Mapping[str, Any], node: str) -> HLC:
         raise MappingError("row without modifiedon")
     version = row.get(VERSION_COLUMN)
     counter = version & _COUNTER_MASK if type(version) is int and version > 0 else 0
-    return HLC(parse_datetime_ms(modified), counter, node)
+    return HLC(fast_datetime_ms(modified), counter, node)
 
 
 # ====================================================================== scope
@@ -376,7 +404,9 @@ class EntityMap:
         self._has_scope = not isinstance(self.scope, NoScope)
         self.issues: dict[str, int] = {}
         """Values our schema refused, per field (they were mapped to ``None``)."""
-        self._scope_columns = self.scope.columns_for(entity)
+        self._scope_columns = tuple(
+            (column, _extra_name(column)) for column in self.scope.columns_for(entity)
+        )
         self._choices = tuple(
             (c.field, frozenset(s.fields[c.field].options)) for c in columns if c.kind == "choice"
         )
@@ -468,8 +498,8 @@ class EntityMap:
             key = d.pop(_KEY)
             etag = d.pop(_ETAG)
             version = d.pop(_VERSION)
-            for column in self._scope_columns:
-                scope_row[column] = d.pop(_extra_name(column))
+            for column, extra in self._scope_columns:
+                scope_row[column] = d.pop(extra)
             modified = d.get(MODIFIED_COLUMN)
             if key is None or modified is None:
                 skipped += 1
@@ -494,7 +524,7 @@ class EntityMap:
                 Mutation(
                     entity=entity,
                     id=key if key.islower() else key.lower(),
-                    clock=HLC(parse_datetime_ms(modified), counter, node),
+                    clock=HLC(fast_datetime_ms(modified), counter, node),
                     fields=d,
                     etag=etag,
                 )
@@ -646,6 +676,7 @@ class TypedPage:
         delta_link: The delta link on the last page of a change-tracking query.
         rows: Rows on the page.
         skipped: Rows without a key or ``modifiedon``.
+        digest: Identity of the page's content (set by the loader from the raw bytes).
     """
 
     mutations: list[Mutation]
@@ -653,6 +684,7 @@ class TypedPage:
     delta_link: str | None
     rows: int
     skipped: int
+    digest: str = ""
 
 
 def entity_maps(

@@ -272,3 +272,19 @@ def test_typed_page_decoding_equals_the_generic_path() -> None:
         rows[0] = {**rows[0], emap.columns[0].column: "x" * 5000}
         slow = emap.decode_page(msgspec.json.encode({"value": rows}))
         assert len(slow.mutations) == 59 and slow.mutations[0].fields[emap.columns[0].field] is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2025-01-01T00:00:00Z",
+        "1999-12-31T23:59:59Z",
+        "2024-02-29T12:34:56Z",
+        "2025-06-01T10:00:00+02:00",
+        "2025-06-01T10:00:00.123Z",
+    ],
+)
+def test_fast_datetime_parse_agrees_with_the_full_parser(text: str) -> None:
+    from importer.dynamics.mapping import fast_datetime_ms
+
+    assert fast_datetime_ms(text) == parse_datetime_ms(text)
