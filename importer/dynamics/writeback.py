@@ -304,9 +304,11 @@ class Writeback:
             for round_ in _rounds(pending):
                 # A change must not overtake an earlier change of its record that failed.
                 ready = [c for c in round_ if (c.entity, c.id) not in blocked]
-                if not ready:
-                    continue
-                for outcome in await self._write_round(ready):
+                settled: list[Outcome] = []
+                step = self.config.writeback_batch
+                for n in range(0, len(ready), step):
+                    settled.extend(await self._write_round(ready[n : n + step]))
+                for outcome in settled:
                     change = outcome.change
                     if outcome.status != "retry":
                         outcomes[change.change_id] = outcome
@@ -352,9 +354,13 @@ class Writeback:
                 self.stats.batches += 1
                 parts = await self.client.batch([r for _, r, _ in live if r is not None])
             except DynamicsError as e:
-                if not e.retryable:
-                    raise
-                parts_or_error: list[BatchResponse | DynamicsError] = [e] * len(live)
+                parts_or_error: list[BatchResponse | DynamicsError]
+                if e.retryable:
+                    parts_or_error = [e] * len(live)
+                else:
+                    # The batch as a whole was refused: find out which change it was about.
+                    logger.warning("$batch refused (%s): sending its parts one by one", e.code)
+                    parts_or_error = [await self._send_one(r) for _, r, _ in live if r is not None]
             else:
                 parts_or_error = list(parts)
             for (change, _, _), part in zip(live, parts_or_error, strict=True):
