@@ -173,7 +173,7 @@ class Reconciler:
         emap = self.maps[entity]
         names = emap.fields
         seen: set[str] = set()
-        channels: set[str] = set()
+        channels = _ChannelCover()
         fixes: list[Mutation] = []
         now = self.clock()
         async for rows in self._dynamics_pages(entity):
@@ -188,7 +188,7 @@ class Reconciler:
             for m in mutations:
                 report.dynamics_count += 1
                 seen.add(m.id)
-                channels.update(self.rules.channels_for(entity, m.fields))
+                channels.add(self.rules.channels_for(entity, m.fields))
                 rec = stored.get((entity, m.id))
                 if rec is None or rec.deleted:
                     report.missing.append(m.id)
@@ -202,7 +202,7 @@ class Reconciler:
                     continue
                 if repair:
                     fixes.append(_winning(m, now))
-        async for rec in self._store_records(entity, channels):
+        async for rec in self._store_records(entity, channels.cover()):
             report.store_count += 1
             if rec.id not in seen:
                 report.extra.append(rec.id)
@@ -269,6 +269,41 @@ class Reconciler:
                     return
                 yield rec
             key = (batch[-1].entity, batch[-1].id) if len(batch) == _SCAN_PAGE else None
+
+
+class _ChannelCover:
+    """The fewest channels that hold every Dynamics row of an entity, by channel kind.
+
+    Scanning the store by channel costs one query per channel per page, so rather than
+    every owner, territory and country seen, the scan uses the kind of channel (the text
+    before ``:``) that every row has and that has the fewest distinct values (with the
+    default rules: the five countries).
+    """
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.by_kind: dict[str, set[str]] = {}
+        self.rows_with: dict[str, int] = {}
+
+    def add(self, channels: Sequence[str]) -> None:
+        self.rows += 1
+        kinds: set[str] = set()
+        for channel in channels:
+            kind = channel.split(":", 1)[0]
+            self.by_kind.setdefault(kind, set()).add(channel)
+            kinds.add(kind)
+        for kind in kinds:
+            self.rows_with[kind] = self.rows_with.get(kind, 0) + 1
+
+    def cover(self) -> set[str]:
+        complete = [k for k, n in self.rows_with.items() if n == self.rows]
+        if complete:
+            best = min(complete, key=lambda k: len(self.by_kind[k]))
+            return set(self.by_kind[best])
+        out: set[str] = set()
+        for channels in self.by_kind.values():
+            out |= channels
+        return out
 
 
 def _winning(m: Mutation, now_ms: int) -> Mutation:

@@ -276,9 +276,11 @@ class ImporterRuntime:
         if self._own_store:
             await self.store.close()
 
-    async def full_load(self, *, restart: bool = False) -> dict[str, LoadStats]:
-        """Load every configured entity (resuming interrupted loads)."""
-        return await self.loader.load(restart=restart)
+    async def full_load(
+        self, entities: list[str] | None = None, *, restart: bool = False
+    ) -> dict[str, LoadStats]:
+        """Load ``entities`` (default: every configured one), resuming interrupted loads."""
+        return await self.loader.load(entities, restart=restart)
 
     async def run(self, stop: asyncio.Event, *, writeback: bool = True) -> None:
         """Load, then follow deltas and write back device changes until ``stop`` is set."""

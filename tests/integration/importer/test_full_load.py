@@ -57,3 +57,42 @@ async def test_a_second_load_is_a_no_op_and_restart_changes_nothing(
         await await_applied(s.batch_ids)
     # A reload is reduced against the store: nothing changed in Dynamics, nothing written.
     assert await store.head_seq() == head
+
+
+async def test_reconcile_reports_missing_extra_and_divergent_and_repairs_them(
+    runtime: ImporterRuntime, store: RecordStore, emulator: Emulator, await_applied: Any
+) -> None:
+    import time
+
+    from sync_protocol.changesets import Mutation
+    from sync_protocol.hlc import HLC
+
+    for s in (await runtime.full_load(["lead"])).values():
+        await await_applied(s.batch_ids)
+    gen = emulator.generator
+    drifted, gone = gen.row("leads", 1)["leadid"], gen.row("leads", 2)["leadid"]
+    # Dynamics changes behind our back (no delta sync runs in between) ...
+    emulator.mutate("delete", "leads", gone)
+    created = emulator.mutate(
+        "create", "leads", None, {"subject": "Fiera Milano", "lastname": "Bassi"}
+    )
+    assert created is not None
+    # ... and the store drifts from Dynamics.
+    now = int(time.time() * 1000)
+    bad = Mutation(
+        entity="lead", id=drifted, clock=HLC(now, 0, "upstream:test"), fields={"subject": "drift"}
+    )
+    await await_applied(await runtime.publisher.publish("lead", [bad], "test-drift"))
+
+    report = await runtime.reconciler.reconcile("lead")
+    assert report.missing == [created["leadid"]]
+    assert report.extra == [gone]
+    assert report.divergent == {drifted: ["subject"]}
+    assert report.dynamics_count == report.store_count == gen.count("leads")
+
+    repaired = await runtime.reconciler.reconcile("lead", repair=True)
+    assert repaired.repaired == 3
+    await await_applied(repaired.repair_batch_ids)
+    assert (await runtime.reconciler.reconcile("lead")).differences == 0
+    rec = await store.get("lead", drifted)
+    assert rec is not None and rec.fields["subject"] == gen.row("leads", 1)["subject"]
