@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -625,7 +624,6 @@ class SyncEngine:
         self._wake: asyncio.Event | None = None
         self._stopping = False
         self._failures = 0
-        self._thread_lock = threading.Lock()
 
     # --- state -----------------------------------------------------------------------
 

@@ -806,3 +806,33 @@ async def test_a_request_the_server_refuses_fails_the_cycle_with_its_code(
 
 def test_uuid_helper_is_canonical() -> None:
     assert uuid.UUID(rid(5)).version == 4
+
+
+async def test_a_changeset_refused_as_a_whole_dead_letters_all_of_it(
+    devices: Devices, server: FakeServer
+) -> None:
+    phone = devices.open("phone")
+    await phone.engine.sync()
+    phone.store.upsert("lead", None, {"subject": "a", "territory": "IT-NW"})
+    phone.store.upsert("lead", None, {"subject": "b", "territory": "IT-NW"})
+    phone.transport.refuse = ChangesetRefusedError(
+        "413", status=413, server_code="payload_too_large"
+    )
+    await phone.engine.sync()
+    assert [r.code for r in phone.store.rejections()] == ["payload_too_large"] * 2
+    assert server.applied == []
+
+
+async def test_an_unregistered_device_registers_again_and_resends(
+    devices: Devices, server: FakeServer
+) -> None:
+    phone = devices.open("phone")
+    await phone.engine.sync()
+    phone.store.upsert("lead", None, {"subject": "a", "territory": "IT-NW"})
+    phone.transport.refuse = ChangesetRefusedError(
+        "403", status=403, server_code="device_not_registered"
+    )
+    await phone.engine.sync()
+    assert phone.transport.registered == ["phone", "phone"]
+    assert [p.changeset_id for p in phone.transport.pushes] == ["phone:1", "phone:1"]
+    assert server.applied == ["phone:1"] and phone.store.pending() == []
