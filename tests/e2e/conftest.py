@@ -40,9 +40,6 @@ ADMIN = "lucia.garcia"
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     """The whole backend, started like ``crmsync up --no-demo`` on free ports."""
-    saved = {k: os.environ.get(k) for k in STACK_ENV}
-    os.environ.update(STACK_ENV)  # children inherit the supervisor's environment
-    log = io.StringIO()
     devstack = DevStack(
         StackOptions(
             port=0,
@@ -50,19 +47,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
             nats_port=0,
             data_dir=tmp_path_factory.mktemp("stack"),
             demo=False,
-            out=log,
+            out=io.StringIO(),
         )
     )
+    # The children copy the supervisor's environment when they are spawned; the settings
+    # are put back at once so that no other test of the session sees them.
+    saved = {k: os.environ.get(k) for k in STACK_ENV}
+    os.environ.update(STACK_ENV)
     try:
         asyncio.run(devstack.start())
-        yield devstack
-    finally:
+    except BaseException:
         asyncio.run(devstack.stop())
+        raise
+    finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    try:
+        yield devstack
+    finally:
+        asyncio.run(devstack.stop())
 
 
 def issue(stack: DevStack, login: str) -> str:
