@@ -27,6 +27,7 @@ from backend.gateway.problems import exception_handlers
 from backend.gateway.routes.dependencies import Runtime
 from backend.gateway.routes.health import HealthController
 from backend.gateway.runtime import GatewayRuntime
+from backend.observability import Metrics
 from backend.store.types import AuditEntry, ConflictRecord
 from sync_protocol.changesets import ChangesetResult, Mutation, PushRequest
 from sync_protocol.hlc import HLC
@@ -34,6 +35,8 @@ from sync_protocol.version import PROTOCOL_VERSION
 
 ADMIN_PROFILE = "admin"
 ADMIN_DEVICE = "admin-console"
+# Litestar appends the charset itself; prometheus_client's constant already has one.
+METRICS_MEDIA_TYPE = Metrics.content_type.split("; charset", 1)[0]
 
 
 async def provide_admin(request: Request[Any, Any, Any], runtime: Runtime) -> Principal:
@@ -53,13 +56,13 @@ AdminCaller = NamedDependency[Principal]
 """A handler parameter ``admin: AdminCaller`` receives a caller with the admin profile."""
 
 
-class RevokeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class RevokeRequest(msgspec.Struct, kw_only=True):
     """Why a device is revoked (kept for the record)."""
 
     reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
-class ResolveRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class ResolveRequest(msgspec.Struct, kw_only=True):
     """How an operator resolves a conflict.
 
     ``keep_server`` leaves the live value; ``take_device`` writes the device's value;
@@ -244,14 +247,18 @@ class AdminController(Controller):
 
 
 @get(
-    "/metrics", summary="Prometheus metrics", security=[], operation_id="metrics", tags=["metrics"]
+    "/metrics",
+    summary="Prometheus metrics",
+    operation_id="metrics",
+    tags=["metrics"],
+    media_type=METRICS_MEDIA_TYPE,
 )
 async def metrics(runtime: Runtime) -> Response[bytes]:
     """The process's metrics in the Prometheus text format."""
-    return Response(content=runtime.metrics.render(), media_type=runtime.metrics.content_type)
+    return Response(content=runtime.metrics.render(), media_type=METRICS_MEDIA_TYPE)
 
 
-def create_admin_app(runtime: Runtime) -> Litestar:
+def create_admin_app(runtime: GatewayRuntime) -> Litestar:
     """Build the admin app over the same runtime as the sync app.
 
     Its lifespan starts and closes the shared runtime too (reference-counted), so either

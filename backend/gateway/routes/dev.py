@@ -14,7 +14,7 @@ from ..errors import NotFoundError
 from .dependencies import Runtime
 
 
-class TokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class TokenRequest(msgspec.Struct, kw_only=True):
     """Which demo user to issue a token for: a login or a profile name."""
 
     user: Annotated[str, msgspec.Meta(max_length=64)] = ""

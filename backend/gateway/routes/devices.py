@@ -13,7 +13,7 @@ from backend.auth.devices import DeviceView, view
 from .dependencies import Caller, Runtime
 
 
-class DeviceRegistration(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class DeviceRegistration(msgspec.Struct, kw_only=True):
     """A device to register for the caller."""
 
     device_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
