@@ -206,7 +206,7 @@ async def make_runtime(
             settings,
             store=store,
             broker=broker,
-            transport=None if base else httpx.ASGITransport(app=emulator_app),
+            transport=None if base else httpx.ASGITransport(app=emulator_app),  # type: ignore[arg-type]
         )
         made.append(runtime)
         return runtime

@@ -133,7 +133,7 @@ async def test_jsonl_with_dynamics_column_names(
 ) -> None:
     path = tmp_path / "contacts.jsonl"
     account = str(uuid.uuid4())
-    lines = [
+    lines: list[dict[str, object]] = [
         {
             "contactid": str(uuid.UUID(int=i + 1)),
             "firstname": f"N{i}",
