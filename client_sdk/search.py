@@ -46,7 +46,7 @@ import logging
 import re
 import sqlite3
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -238,17 +238,25 @@ def fold_search_text(text: str) -> str:
     """
     if text.isascii():
         return text
-    text = unicodedata.normalize("NFKC", text)
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
     if _NEEDS_FOLD.search(text) is not None:
         text = text.translate(_FOLD_TABLE)
     return text
 
 
-def _with_german_variant(text: str) -> str:
-    if _UMLAUT.search(text) is None:
+def _fold_name(text: str) -> str:
+    """:func:`fold_search_text` plus the German transliteration of umlaut words."""
+    if text.isascii():
         return text
-    variants = [w.translate(_UMLAUT_TABLE) for w in text.split() if _UMLAUT.search(w)]
-    return f"{text} {' '.join(variants)}"
+    folded = fold_search_text(text)
+    if _UMLAUT.search(folded) is None:
+        return folded
+    variants = [w.translate(_UMLAUT_TABLE) for w in folded.split() if _UMLAUT.search(w)]
+    return f"{folded} {' '.join(variants)}"
+
+
+_ASCII_NON_DIGITS: Final = bytes(c for c in range(128) if not 0x30 <= c <= 0x39)
 
 
 def national_digits(phone: str) -> str:
@@ -257,7 +265,10 @@ def national_digits(phone: str) -> str:
     "+39 02 1234567" -> "021234567", "0049 30 123" -> "030123", "02 1234" -> "021234";
     unknown country codes keep every digit.
     """
-    digits = _NON_DIGIT.sub("", phone)
+    if phone.isascii():
+        digits = phone.encode("ascii").translate(None, _ASCII_NON_DIGITS).decode("ascii")
+    else:
+        digits = _NON_DIGIT.sub("", phone)
     if phone.lstrip().startswith("+"):
         international = digits
     elif digits.startswith("00") and len(digits) > 2:
@@ -278,6 +289,54 @@ def _join(fields: Mapping[str, Any], names: tuple[str, ...]) -> str:
     return " ".join(v for n in names if isinstance(v := fields.get(n), str) and v)
 
 
+_Getter = Callable[[Mapping[str, Any]], str]
+
+
+def _getter(names: tuple[str, ...]) -> _Getter:
+    """A fast reader of the string fields ``names``, space-joined (non-strings ignored)."""
+    if not names:
+        return lambda fields: ""
+    if len(names) == 1:
+        (only,) = names
+
+        def one(fields: Mapping[str, Any]) -> str:
+            value = fields.get(only)
+            return value if type(value) is str else ""
+
+        return one
+
+    def many(fields: Mapping[str, Any]) -> str:
+        return " ".join(v for n in names if type(v := fields.get(n)) is str and v)
+
+    return many
+
+
+def _extractor(spec: EntitySearchSpec) -> Callable[[Mapping[str, Any]], SearchDocument]:
+    # Built once per entity: this runs for every record of a bootstrap.
+    name, fallback = _getter(spec.name), _getter(spec.name_fallback)
+    city, email, subject = _getter(spec.city), _getter(spec.email), _getter(spec.subject)
+    phones = spec.phone
+
+    def extract(fields: Mapping[str, Any]) -> SearchDocument:
+        phone = ""
+        if phones:
+            phone = " ".join(
+                national_digits(v) for n in phones if type(v := fields.get(n)) is str and v
+            )
+        return (
+            _fold_name(name(fields) or fallback(fields)),
+            _fold_name(city(fields)),
+            fold_search_text(email(fields)),
+            fold_search_text(subject(fields)),
+            phone,
+        )
+
+    return extract
+
+
+_EXTRACTORS: Final = {entity: _extractor(spec) for entity, spec in SEARCHABLE_ENTITIES.items()}
+
+
 def document_for(entity: str, fields: Mapping[str, Any]) -> SearchDocument | None:
     """The search document of a live record, or None if its entity is not searchable.
 
@@ -288,24 +347,8 @@ def document_for(entity: str, fields: Mapping[str, Any]) -> SearchDocument | Non
     Returns:
         ``(name, city, email, subject, phone)``, folded.
     """
-    spec = SEARCHABLE_ENTITIES.get(entity)
-    if spec is None:
-        return None
-    name = _join(fields, spec.name) if spec.name else ""
-    if not name and spec.name_fallback:
-        name = _join(fields, spec.name_fallback)
-    phone = ""
-    if spec.phone:
-        phone = " ".join(
-            national_digits(v) for n in spec.phone if isinstance(v := fields.get(n), str) and v
-        )
-    return (
-        _with_german_variant(fold_search_text(name)) if name else "",
-        _with_german_variant(fold_search_text(_join(fields, spec.city))) if spec.city else "",
-        fold_search_text(_join(fields, spec.email)) if spec.email else "",
-        fold_search_text(_join(fields, spec.subject)) if spec.subject else "",
-        phone,
-    )
+    extract = _EXTRACTORS.get(entity)
+    return None if extract is None else extract(fields)
 
 
 def title_for(entity: str, fields: Mapping[str, Any]) -> str:
