@@ -75,6 +75,15 @@ class EchoRegistry:
         self._entries[(entity, record_id)] = echo
         await self.state.put(echo_key(entity, record_id), echo)
 
+    async def fetch(self, entity: str, record_id: str) -> Echo | None:
+        """The latest write to a row, also if another process (a writeback worker) made it."""
+        echo = self._entries.get((entity, record_id))
+        if echo is None:
+            echo = await self.state.get(echo_key(entity, record_id), Echo)
+            if echo is not None:
+                self._entries[(entity, record_id)] = echo
+        return echo
+
     def get(self, entity: str, record_id: str) -> Echo | None:
         """The latest write to a row, if remembered."""
         return self._entries.get((entity, record_id))

@@ -93,6 +93,10 @@ def reduce_row(
     return Mutation(entity=m.entity, id=m.id, clock=clock, fields=fields, etag=m.etag)
 
 
+def _has_device_clock(rec: Record) -> bool:
+    return any(not is_upstream(c) for c in rec.clocks.values())
+
+
 def etag_version(etag: str | None) -> int | None:
     """The row version in a Dataverse ETag (``W/"915244"`` -> 915244), if it is one."""
     if not etag:
@@ -127,7 +131,11 @@ class RowDiffer:
         stored = await self.store.get_many([(entity, m.id) for m in mutations])
         out: list[Mutation] = []
         for m in mutations:
+            rec = stored.get((entity, m.id))
             echo = self.echoes.get(entity, m.id)
+            if echo is None and rec is not None and _has_device_clock(rec):
+                # Writeback may run in another process: its durable record is the truth.
+                echo = await self.echoes.fetch(entity, m.id)
             written: Mapping[str, Any] | None = None
             if echo is not None and not _older(m.etag, echo.etag):
                 # This row version is our write or a later one: the entry has served.
@@ -135,7 +143,7 @@ class RowDiffer:
                 await self.echoes.seen(entity, m.id)
                 if echo.etag == m.etag:
                     self.echoes_seen += 1
-            reduced = reduce_row(m, stored.get((entity, m.id)), written)
+            reduced = reduce_row(m, rec, written)
             if reduced is not None:
                 out.append(reduced)
         return out
