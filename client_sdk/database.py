@@ -29,6 +29,7 @@ own exception class, so use ``DROP TABLE IF EXISTS`` instead of ``ignore=True``.
 from __future__ import annotations
 
 import contextlib
+import glob
 import itertools
 import logging
 import os
@@ -227,8 +228,11 @@ def wipe_database(path: str | os.PathLike[str]) -> None:
     first; only then are the database, ``-wal`` and ``-shm`` files deleted. The
     database must not be open (use :meth:`LocalDatabase.wipe` for an open one).
     """
-    keys.shred_key_file(key_path_for(path))
-    keys.shred_key_file(pending_key_path_for(path))
+    for key_file in (key_path_for(path), pending_key_path_for(path)):
+        keys.shred_key_file(key_file)
+        # A crash inside write_key_file can leave its temp file (a wrapped key too).
+        for leftover in key_file.parent.glob(f".{glob.escape(key_file.name)}.*.tmp"):
+            keys.shred_key_file(leftover)
     for file in database_files(path):
         _remove_database_file(file)
 

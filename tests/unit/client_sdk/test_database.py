@@ -276,6 +276,9 @@ def test_wipe_destroys_the_key_first_then_every_file(
 def test_wipe_without_unlocking(local_db: LocalDatabase, db_path: Path) -> None:
     local_db.upsert_records([account("a1", "x")])
     local_db.close()
+    # What a crash inside an atomic key-file write leaves behind.
+    stray = db_path.parent / f".{key_path_for(db_path).name}.1a2b3c4d.tmp"
+    stray.write_bytes(key_path_for(db_path).read_bytes())
     wipe_database(db_path)  # e.g. the device was revoked while the app was locked
     assert list(db_path.parent.iterdir()) == []
 
