@@ -55,6 +55,7 @@ from .types import (
     ConflictRecord,
     FeedEntry,
     WriteBatch,
+    check_batch,
 )
 
 T = TypeVar("T")
@@ -416,15 +417,7 @@ class SqliteRecordStore(RecordStore):
             DuplicateChangesetError: the batch's changeset result is already stored.
             InvalidRequestError: a write is malformed (empty key, version not increasing).
         """
-        for w in batch.writes:
-            rec = w.record
-            if not rec.entity or not rec.id:
-                raise InvalidRequestError("a record write needs an entity and an id")
-            if w.expected_version < 0 or rec.version <= w.expected_version:
-                raise InvalidRequestError(
-                    f"record version {rec.version} must be greater than the expected "
-                    f"version {w.expected_version}"
-                )
+        check_batch(batch)
         return await self._write(self._apply, batch)
 
     def _channel_set(

@@ -10,6 +10,8 @@ from sync_protocol.changesets import ChangesetResult
 from sync_protocol.checksum import ChannelChecksum
 from sync_protocol.records import Record
 
+from .errors import InvalidRequestError
+
 
 class RecordWrite(msgspec.Struct, kw_only=True):
     """One record's new state, written only if the stored version is still ``expected_version``.
@@ -114,3 +116,20 @@ class BlobMeta(msgspec.Struct, kw_only=True):
     entity: str
     record_id: str
     created_ms: int = 0
+
+
+def check_batch(batch: WriteBatch) -> None:
+    """Reject writes no adapter can apply: an empty key, or a version that does not grow.
+
+    Raises:
+        InvalidRequestError: a write is malformed (nothing is written).
+    """
+    for w in batch.writes:
+        rec = w.record
+        if not rec.entity or not rec.id:
+            raise InvalidRequestError("a record write needs an entity and an id")
+        if w.expected_version < 0 or rec.version <= w.expected_version:
+            raise InvalidRequestError(
+                f"record version {rec.version} must be greater than the expected "
+                f"version {w.expected_version}"
+            )

@@ -1,0 +1,1 @@
+"""Couchbase provisioning for the record store: bucket, scope, collections and GSI indexes."""
