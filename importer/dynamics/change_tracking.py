@@ -92,8 +92,13 @@ class ChangeTracker:
             async with slots:
                 return await self.sync_entity(name)
 
-        results = await asyncio.gather(*(one(n) for n in names))
-        return {s.entity: s for s in results}
+        # Every entity runs to its end before a failure is raised: no task is left behind
+        # still writing the state of an entity the next round starts again.
+        results = await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return {s.entity: s for s in results if isinstance(s, LoadStats)}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sync every ``delta_interval_s`` until ``stop`` is set (errors are logged, retried)."""

@@ -147,8 +147,13 @@ class FullLoader:
             async with slots:
                 return await self.load_entity(name, restart=restart)
 
-        results = await asyncio.gather(*(one(n) for n in names))
-        return {s.entity: s for s in results}
+        # Every entity runs to its end before a failure is raised: no task is left behind
+        # still writing the state of an entity the next round starts again.
+        results = await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return {s.entity: s for s in results if isinstance(s, LoadStats)}
 
     async def load_entity(self, entity: str, *, restart: bool = False) -> LoadStats:
         """Load one entity, resuming an interrupted load unless ``restart``.
