@@ -233,7 +233,7 @@ AwaitApplied = Callable[..., Any]
 def await_applied(store: RecordStore) -> AwaitApplied:
     """``await await_applied(batch_ids)``: fail unless the applier applied them all in time."""
 
-    async def wait(batch_ids: list[str], timeout_s: float = 30.0) -> None:
+    async def wait(batch_ids: list[str], timeout_s: float = 90.0) -> None:
         ok = await wait_applied(store, batch_ids, timeout_s=timeout_s)
         assert ok, "upstream batches not applied in time"
 
@@ -279,7 +279,7 @@ def push(broker: NatsBroker, store: RecordStore) -> Push:
         await broker.publish(
             changeset_subject(device), encode_message(envelope), msg_id=changeset_id
         )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             result = await store.changeset_result(changeset_id)
             if result is not None:

@@ -98,7 +98,7 @@ async def test_an_expired_token_falls_back_to_a_full_load_and_reconcile(
         rec = await store.get("quote", quote["quoteid"])
         return rec is not None and rec.deleted
 
-    await eventually(deleted, within=20)
+    await eventually(deleted, within=60)
     report = await runtime.reconciler.reconcile("quote")
     assert report.differences == 0, report.summary()
 
@@ -116,14 +116,14 @@ async def test_run_loads_then_follows_changes_until_stopped(
         async def loaded() -> bool:
             return await store.get("appointment", last["activityid"]) is not None
 
-        await eventually(loaded, within=30, message="full load through run()")
+        await eventually(loaded, within=60, message="full load through run()")
         emulator.mutate("update", "appointments", last["activityid"], {"location": "Sala B"})
 
         async def followed() -> bool:
             rec = await store.get("appointment", last["activityid"])
             return rec is not None and rec.fields.get("location") == "Sala B"
 
-        await eventually(followed, within=30, message="delta through run()")
+        await eventually(followed, within=60, message="delta through run()")
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)

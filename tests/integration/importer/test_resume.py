@@ -90,7 +90,7 @@ async def test_sigkill_mid_load_then_resume_has_no_duplicate_and_no_gap(
     env = importer_env(slow_emulator_server, nats_server, store_config, tmp_path)
     proc = start_importer_load(env, tmp_path, log)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while await checkpointed_pages(store) < 8:
             assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the load made no progress"

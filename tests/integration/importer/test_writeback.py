@@ -47,7 +47,7 @@ async def written(runtime: ImporterRuntime, eventually: Any, *change_ids: str) -
                 return False
         return True
 
-    await eventually(all_done, within=30, message=f"writeback of {change_ids}")
+    await eventually(all_done, within=90, message=f"writeback of {change_ids}")
 
 
 async def sync_and_apply(runtime: ImporterRuntime, entity: str, await_applied: Any) -> Any:
@@ -282,7 +282,7 @@ async def test_failures_go_to_dead_letters_that_admins_can_retry(
         async def dead() -> bool:
             return len(await runtime.writeback.dead_letters()) == 1
 
-        await eventually(dead, within=30)
+        await eventually(dead, within=60)
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
