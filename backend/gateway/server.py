@@ -28,6 +28,10 @@ from .app import create_app
 
 logger = logging.getLogger("crmsync.gateway")
 
+WS_PING_INTERVAL_S = 60.0
+"""Keepalive pings on event sockets: often enough to keep NAT mappings, rarely enough that
+10,000 idle sockets cost little."""
+
 ReadyCallback = Callable[[int, int], None]
 """Called with the bound sync and admin ports once both servers listen."""
 
@@ -79,6 +83,13 @@ async def serve(
                 log_config=None,
                 proxy_headers=True,
                 timeout_graceful_shutdown=10,
+                # The sans-I/O implementation keeps an idle socket to one task and a
+                # timer; pokes are a few bytes, so per-message deflate would only cost
+                # each socket two zlib contexts (tens of KB).
+                ws="websockets-sansio",
+                ws_per_message_deflate=False,
+                ws_ping_interval=WS_PING_INTERVAL_S,
+                ws_ping_timeout=WS_PING_INTERVAL_S,
             )
         ),
         _Server(
