@@ -307,3 +307,37 @@ async def test_done_markers_are_pruned_after_the_redelivery_horizon(
     assert await runtime.writeback.prune_done(5_000) == 1
     assert await runtime.state.get(done_key("old/0"), WritebackDone) is None
     assert await runtime.state.get(done_key("new/0"), WritebackDone) is not None
+
+
+async def test_a_device_delete_reaches_dynamics_and_its_echo_is_dropped(
+    writeback: ImporterRuntime,
+    store: RecordStore,
+    emulator: Emulator,
+    push: Any,
+    now_clock: Any,
+    eventually: Any,
+    await_applied: Any,
+) -> None:
+    row = emulator.generator.row("leads", 17)
+    rec = await store.get("lead", row["leadid"])
+    assert rec is not None
+    result = await push(
+        row["_ownerid_value"],
+        [
+            Mutation(
+                entity="lead",
+                id=row["leadid"],
+                op="delete",
+                base_version=rec.version,
+                clock=now_clock("dev1"),
+            )
+        ],
+    )
+    assert result.results[0].deleted
+    await written(writeback, eventually, f"{result.changeset_id}/0")
+    assert emulator.dataset.get("leads", row["leadid"]) is None
+
+    stats = await sync_and_apply(writeback, "lead", await_applied)
+    assert (stats.deletes, stats.echoes, stats.batch_ids) == (0, 1, [])
+    after = await store.get("lead", row["leadid"])
+    assert after is not None and after.deleted and after.version == rec.version + 1
