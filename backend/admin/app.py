@@ -67,8 +67,10 @@ class ResolveRequest(msgspec.Struct, kw_only=True):
 
     ``keep_server`` leaves the live value; ``take_device`` writes the device's value;
     ``custom`` writes ``value``. Writes go through the applier like any other change.
+    Conflict ids contain ``/`` (``<changeset>/<index>/<field>``), hence in the body.
     """
 
+    conflict_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
     resolution: Literal["keep_server", "take_device", "custom"]
     value: Any = None
 
@@ -141,7 +143,7 @@ class AdminController(Controller):
         return await runtime.store.conflicts(status=status, owner=owner, limit=limit)
 
     @post(
-        "/conflicts/{conflict_id:str}/resolve",
+        "/conflicts/resolve",
         status_code=200,
         summary="Resolve a conflict",
         operation_id="adminResolveConflict",
@@ -150,10 +152,10 @@ class AdminController(Controller):
         self,
         runtime: Runtime,
         admin: AdminCaller,
-        conflict_id: Annotated[str, PathParameter(max_length=128)],
         data: JSONBody[ResolveRequest],
     ) -> ResolveResponse:
         """Resolve a conflict, writing the chosen value through the applier if needed."""
+        conflict_id = data.conflict_id
         write: ChangesetResult | None = None
         if data.resolution != "keep_server":
             conflict = await self._find(runtime, conflict_id)

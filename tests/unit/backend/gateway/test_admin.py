@@ -70,7 +70,9 @@ async def test_conflicts_audit_and_keep_server_resolution(
     ).json()
     assert [c["id"] for c in listed] == ["c1"]
     r = await admin.post(
-        "/admin/conflicts/c1/resolve", json={"resolution": "keep_server"}, headers=headers
+        "/admin/conflicts/resolve",
+        json={"conflict_id": "c1", "resolution": "keep_server"},
+        headers=headers,
     )
     assert r.status_code == 200 and r.json()["conflict"]["status"] == "resolved"
     assert r.json()["conflict"]["resolved_by"] == GARCIA.sub
@@ -78,10 +80,14 @@ async def test_conflicts_audit_and_keep_server_resolution(
     trail = (await admin.get("/admin/audit", params=query, headers=headers)).json()
     assert [a["outcome"] for a in trail] == ["conflict"]
     unknown = await admin.post(
-        "/admin/conflicts/zzz/resolve", json={"resolution": "keep_server"}, headers=headers
+        "/admin/conflicts/resolve",
+        json={"conflict_id": "zzz", "resolution": "keep_server"},
+        headers=headers,
     )
     assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
-    bad = await admin.post("/admin/conflicts/c1/resolve", json={"resolution": "x"}, headers=headers)
+    bad = await admin.post(
+        "/admin/conflicts/resolve", json={"conflict_id": "c1", "resolution": "x"}, headers=headers
+    )
     assert bad.status_code == 400
     half = await admin.get("/admin/audit", params={"record_id": "r1"}, headers=headers)
     assert (half.status_code, half.json()["code"]) == (400, "invalid_payload")
