@@ -44,6 +44,8 @@ from backend.messaging.config import NatsConfig
 from backend.messaging.errors import (
     AuthFailedError,
     ConnectFailedError,
+    JetStreamApiError,
+    JetStreamUnavailableError,
     MessagingError,
     NotConnectedError,
     StreamConfigConflictError,
@@ -70,6 +72,9 @@ from backend.messaging.subjects import (
 logger = logging.getLogger("crmsync.messaging")
 
 _CLOSE_WAIT_S = 10.0
+_ENSURE_ATTEMPTS = 6
+_ENSURE_FIRST_PAUSE_S = 0.05
+_JS_ERR_STORE_CREATE = 10049
 
 
 # ====================================================================== the port
@@ -426,18 +431,37 @@ class NatsBroker:
                 in place (e.g. storage type) or its subjects overlap another stream.
             MessagingError: Any other failure, typed.
         """
-        js = self._jetstream()
         for spec in self.streams:
-            config = self.stream_config(spec)
-            with mapped_nats_errors():
-                try:
-                    await js.add_stream(config)
-                    continue
-                except nats.js.errors.BadRequestError as e:
-                    if translate_nats_error(e).code != StreamConfigConflictError.code:
-                        raise
-                # It exists (maybe created by another process just now): bring it to our shape.
-                await js.update_stream(config)
+            await self._ensure_stream(spec)
+
+    async def _ensure_stream(self, spec: StreamSpec) -> None:
+        js = self._jetstream()
+        config = self.stream_config(spec)
+        pause = _ENSURE_FIRST_PAUSE_S
+        for attempt in range(_ENSURE_ATTEMPTS):
+            try:
+                with mapped_nats_errors():
+                    try:
+                        await js.add_stream(config)
+                        return
+                    except nats.js.errors.BadRequestError as e:
+                        if translate_nats_error(e).code != StreamConfigConflictError.code:
+                            raise
+                    # It exists (maybe another process created it just now): reshape it.
+                    await js.update_stream(config)
+                    return
+            except (JetStreamUnavailableError, JetStreamApiError) as e:
+                # Transient server-side failures: a leader election (503), or "error
+                # creating store" (10049) when a stream of the same name was deleted a
+                # moment ago and its files are still going away.
+                transient = isinstance(e, JetStreamUnavailableError) or (
+                    isinstance(e, JetStreamApiError) and e.err_code == _JS_ERR_STORE_CREATE
+                )
+                if not transient or attempt + 1 == _ENSURE_ATTEMPTS:
+                    raise
+                logger.warning("creating stream %s failed (%s); retrying", spec.name, e.code)
+                await asyncio.sleep(pause)
+                pause *= 2
 
     async def delete_stream(self, name: str) -> bool:
         """Delete a stream with its messages, consumers and de-duplication state.
