@@ -59,10 +59,18 @@ class Personal:
     __repr__ = __str__
 
 
+_IPV4_RE = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+
+
+def _mask_phone(match: re.Match[str]) -> str:
+    # Dotted digit runs are also IPv4 addresses, which logs need in clear.
+    return match.group(0) if _IPV4_RE.fullmatch(match.group(0)) else "<phone>"
+
+
 def redact(text: str) -> str:
     """Mask e-mail addresses and phone-number-like digit runs in free text."""
     text = _EMAIL_RE.sub("<email>", text)
-    return _PHONE_RE.sub("<phone>", text)
+    return _PHONE_RE.sub(_mask_phone, text)
 
 
 class JsonFormatter(logging.Formatter):

@@ -19,6 +19,7 @@ def test_emails_and_phone_numbers_are_masked() -> None:
     assert "mario.rossi" not in text and "1234 5678" not in text
     assert "<email>" in text and "<phone>" in text
     assert "seq 123456" in text  # short numbers (ids, sequences) stay readable
+    assert redact("nats://10.0.0.5:4222 and 01.23.45.67.89") == "nats://10.0.0.5:4222 and <phone>"
 
 
 def test_json_lines_redact_messages_and_personal_extras() -> None:
