@@ -41,7 +41,7 @@ PERSONAL_KEYS = frozenset(
         "access_token",
     }
 )
-_STD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_STD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
 class Personal:
