@@ -3,8 +3,9 @@
 ``store`` is parametrized over the adapters. SQLite always runs (a fresh file per test);
 Couchbase runs only when ``CRMSYNC_COUCHBASE_URL`` (with ``CRMSYNC_COUCHBASE_USERNAME`` and
 ``CRMSYNC_COUCHBASE_PASSWORD``) points at a cluster: the scope named by
-``CRMSYNC_COUCHBASE_SCOPE`` (default ``crmsync_contract``) is provisioned once per session and
-emptied before each test.
+``CRMSYNC_COUCHBASE_SCOPE`` (default ``crmsync_contract``) is provisioned once per session
+(a new bucket gets ``CRMSYNC_COUCHBASE_REPLICAS`` replicas, default 0) and emptied before
+each test.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def couchbase_config() -> Iterator[StoreConfig]:
     )
     from infra.couchbase.provision import provision_sync
 
-    provision_sync(config, primary_indexes=True)
+    # A test cluster is usually one node: a new bucket gets no replicas unless asked.
+    replicas = int(os.environ.get("CRMSYNC_COUCHBASE_REPLICAS", "0"))
+    provision_sync(config, replicas=replicas, primary_indexes=True)
     yield config
 
 
