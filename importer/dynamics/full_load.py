@@ -190,19 +190,19 @@ class FullLoader:
         )
         return stats
 
-    async def _fetch(self, entity: str, url: str) -> TypedPage:
+    async def _fetch(self, entity: str, url: str, *, first_load: bool = False) -> TypedPage:
         raw = await self.client.get_page_bytes(url, track_changes=True)
-        page = self.maps[entity].decode_page(raw)
+        page = self.maps[entity].decode_page(raw, drop_nulls=first_load)
         page.digest = content_digest(url, raw)
         return page
 
-    async def _fetch_first(self, entity: str) -> tuple[str, TypedPage]:
+    async def _fetch_first(self, entity: str, *, first_load: bool) -> tuple[str, TypedPage]:
         """The first page, dropping ``$select`` columns this organisation does not have."""
         while True:
             emap = self.maps[entity]
             url = self.client.query_url(emap.entity_set, emap.select)
             try:
-                return url, await self._fetch(entity, url)
+                return url, await self._fetch(entity, url, first_load=first_load)
             except BadRequestError as e:
                 column = missing_property(e)
                 if column is None or column not in emap.select or column == emap.key:
@@ -217,16 +217,17 @@ class FullLoader:
         async def fetch() -> None:
             # Pages are fetched and decoded one ahead of the page being published.
             url: str | None = st.next_url
+            first = not reload
             if url is None:
-                url, page = await self._fetch_first(entity)
+                url, page = await self._fetch_first(entity, first_load=first)
             else:
-                page = await self._fetch(entity, url)
+                page = await self._fetch(entity, url, first_load=first)
             while True:
                 await queue.put(page)
                 if page.next_link is None:
                     break
                 url = page.next_link
-                page = await self._fetch(entity, url)
+                page = await self._fetch(entity, url, first_load=first)
             await queue.put(None)
 
         fetcher = asyncio.create_task(fetch())

@@ -14,7 +14,7 @@ delta token expired) is reduced to the columns Dynamics really changed:
   recognised); if Dynamics now has something else, the CRM changed it after our write and
   it goes out. Otherwise the device edit is still on its way to Dynamics (writeback will
   merge it there) and the field is left out;
-* a field the store never had goes out.
+* a field the store never had goes out (unless Dynamics has it null: the same thing).
 
 The ETag always goes out (the store needs it for the next ``If-Match``). The mutation's
 clock is the row's clock, lifted above the device clocks of re-stamped fields (their
@@ -68,8 +68,9 @@ def reduce_row(
     for name, value in m.fields.items():
         stored_clock = rec.clocks.get(name)
         if stored_clock is None:
-            fields[name] = value
-            news = True
+            if value is not None:  # a null the store never had is no news
+                fields[name] = value
+                news = True
             continue
         stored = rec.fields.get(name)
         if is_upstream(stored_clock):

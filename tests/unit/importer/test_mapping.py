@@ -287,3 +287,14 @@ def test_fast_datetime_parse_agrees_with_the_full_parser(text: str) -> None:
     from importer.dynamics.mapping import fast_datetime_ms
 
     assert fast_datetime_ms(text) == parse_datetime_ms(text)
+
+
+def test_first_load_pages_leave_nulls_out() -> None:
+    import msgspec
+
+    emap = EntityMap("account", NODE)
+    raw = msgspec.json.encode({"value": [account_row(telephone1=None)]})
+    (m,) = emap.decode_page(raw, drop_nulls=True).mutations
+    assert "telephone1" not in m.fields and None not in m.fields.values()
+    (full,) = emap.decode_page(raw).mutations
+    assert full.fields["telephone1"] is None

@@ -92,3 +92,10 @@ def test_etag_versions() -> None:
     assert etag_version('W/"915244"') == 915244
     assert etag_version("opaque") is None
     assert etag_version(None) is None
+
+
+def test_a_null_the_store_never_had_is_no_news() -> None:
+    rec = stored()
+    assert reduce_row(row(jobtitle=None), rec, None) is not None  # new ETag only
+    out = reduce_row(row(jobtitle=None), rec)
+    assert out is not None and "jobtitle" not in out.fields
