@@ -34,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -224,15 +225,14 @@ COUNTRIES: dict[str, dict[str, Any]] = {
 }
 
 COUNTRY_CODES = list(COUNTRIES)
-_ASCII = str.maketrans(
-    "àáâäãåèéêëìíîïòóôöõùúûüñçćčłńśźżąęŁŚŻŹĆŃÓÀÁÈÉÌÍÒÓÙÚÜÑÇÄÖß",
-    "aaaaaaeeeeiiiiooooouuuuncccInszzaeLSZZCNOAAEEIIOOUUUNCAOs",
-)
 
 
 def ascii_fold(text: str) -> str:
     """What a user types on a keyboard without the local layout."""
-    return text.translate(_ASCII).replace("ł", "l").replace("ß", "ss")
+    text = text.replace("ł", "l").replace("Ł", "L").replace("ß", "ss")
+    return "".join(
+        ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch)
+    )
 
 
 def _slug(text: str) -> str:

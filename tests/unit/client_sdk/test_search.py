@@ -187,10 +187,12 @@ _FTS_NOISE = st.text(alphabet=st.sampled_from(list("\"*:^-+(){}., ANDORNEAT0129a
 def test_any_text_is_valid_fts5(db: LocalDatabase, text: str) -> None:
     expr = build_match_expression(text)
     if expr is not None:
-        # Straight to FTS5, without search()'s safety net: a syntax error raises here.
-        db.conn.execute(
-            "SELECT count(*) FROM search_index WHERE search_index MATCH ?", (expr,)
-        ).fetchone()
+        # Straight to FTS5, without search()'s safety net: a syntax error (or a phrase,
+        # which detail=column refuses) raises here.
+        for tier in search.tier_expressions(expr):
+            db.conn.execute(
+                "SELECT count(*) FROM search_index WHERE search_index MATCH ?", (tier,)
+            ).fetchone()
     assert len(db.search(text)) <= 50
 
 
@@ -211,7 +213,8 @@ def test_entity_filter_and_validation(db: LocalDatabase) -> None:
 def test_hits_carry_entity_and_title(db: LocalDatabase) -> None:
     (hit,) = db.search("jurgen")
     assert (hit.entity, hit.id, hit.title) == ("contact", "de", "Jürgen Müller")
-    assert hit.score < 0
+    assert 0 <= hit.score < 1  # tier 0: a whole name word
+    assert 1 <= db.search("jurg")[0].score < 2  # tier 1: a prefix of a name word
     (lead,) = db.search("nino")
     assert lead.title == "Señor Peña Niño y Asociados"
 
@@ -226,8 +229,9 @@ def test_name_matches_rank_above_other_columns(local_db: LocalDatabase) -> None:
             record("contact", "name", fullname="Mario Rossi"),
         ]
     )
-    assert ids(local_db.search("rossi"))[0] == "name"
-    assert sorted(ids(local_db.search("rossi"))) == ["city-only", "email-only", "name"]
+    hits = local_db.search("rossi")
+    assert ids(hits) == ["name", "email-only", "city-only"]
+    assert [int(h.score) for h in hits] == [0, 2, 3]
 
 
 def test_limit_and_many_hits(local_db: LocalDatabase) -> None:
@@ -239,15 +243,49 @@ def test_limit_and_many_hits(local_db: LocalDatabase) -> None:
     assert len(local_db.search("nowak", limit=7)) == 7
 
 
-def test_broad_queries_rank_only_the_newest_candidates(
-    local_db: LocalDatabase, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ranking_tiers(local_db: LocalDatabase) -> None:
     local_db.upsert_records(
-        [record("account", f"a{i:02}", name=f"Marco Polo {i}") for i in range(30)]
+        [
+            record(
+                "contact",
+                "prefix-elsewhere",
+                fullname="Anna Bauer",
+                emailaddress1="krausewitz@x.de",
+            ),
+            record("contact", "exact-elsewhere", fullname="Eva Lang", emailaddress1="kraus@x.de"),
+            record("account", "prefix-name-long", name="Krause und Söhne Maschinenbau GmbH"),
+            record("account", "prefix-name", name="Krause GmbH"),
+            record("contact", "exact-name-long", fullname="Dr. Hans-Peter Kraus"),
+            record("contact", "exact-name", fullname="Jan Kraus"),
+        ]
     )
-    monkeypatch.setattr(search, "BROAD_QUERY_CANDIDATES", 10)
+    assert ids(local_db.search("kraus")) == [
+        "exact-name",
+        "exact-name-long",
+        "prefix-name",
+        "prefix-name-long",
+        "exact-elsewhere",
+        "prefix-elsewhere",
+    ]
+    assert ids(local_db.search("kraus", limit=3)) == [
+        "exact-name",
+        "exact-name-long",
+        "prefix-name",
+    ]
+    assert ids(local_db.search("kraus", entities=["account"])) == [
+        "prefix-name",
+        "prefix-name-long",
+    ]
+
+
+def test_broad_queries_fill_the_limit_from_the_best_tiers(local_db: LocalDatabase) -> None:
+    local_db.upsert_records(
+        [record("account", f"p{i:03}", name=f"Marcopolo {i}") for i in range(200)]
+        + [record("account", f"e{i:03}", name=f"Marco {i}") for i in range(200)]
+    )
     hits = local_db.search("marco", limit=50)
-    assert sorted(ids(hits)) == [f"a{i:02}" for i in range(20, 30)]
+    assert len(hits) == 50
+    assert all(h.id.startswith("e") for h in hits)  # whole-word matches first
 
 
 def test_search_follows_updates_deletes_and_purges(local_db: LocalDatabase) -> None:
