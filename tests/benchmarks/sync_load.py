@@ -3,7 +3,9 @@
 Run: ``./dev bench sync_load`` (or ``.venv/bin/python tests/benchmarks/sync_load.py``);
 ``--quick`` runs a tenth of the load. The stack is ``crmsync up``'s (``DevStack``) on free
 ports and a temp data dir, without demo data, with two applier processes (``--appliers``:
-one per core; they share the streams). Each phase prints the CPU each process spent.
+one per core; they share the streams). Phase 1 prints the CPU each process spent per
+changeset.
+
 Phases:
 
 1. **Push throughput**: 2,000 devices each push one 20-mutation changeset (msgpack),
