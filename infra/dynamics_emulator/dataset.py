@@ -20,8 +20,8 @@ from typing import Any
 
 from infra.dynamics_emulator.clock import Clock
 from infra.dynamics_emulator.errors import InvalidArgumentError, RecordNotFoundError
-from infra.dynamics_emulator.generator import LOGICAL, NAV, DatasetGenerator, Row
-from infra.dynamics_emulator.identity import format_guid, mix64
+from infra.dynamics_emulator.generator import LOGICAL, DatasetGenerator, Row
+from infra.dynamics_emulator.identity import derive_key, format_guid, mix64
 from infra.dynamics_emulator.labels import DEFAULT_STATUS
 from infra.dynamics_emulator.overlay import OverlayEntry, OverlayStore
 from infra.dynamics_emulator.schema import TABLES, Kind, Table
@@ -249,8 +249,6 @@ class Dataset:
         merged: dict[str, Any] = {c.name: None for c in table.columns}
         if "_ownerid_value" in table.by_name:
             merged["_ownerid_value"] = actor
-            merged["_ownerid_value" + LOGICAL] = "systemuser"
-            merged["_ownerid_value" + NAV] = "ownerid"
         if table.has_currency:
             merged["_transactioncurrencyid_value"] = self.generator.currency_guid("EUR")
         if table.has_state:
@@ -298,12 +296,10 @@ class Dataset:
 
     def _new_guid(self, entity_set: str, version: int) -> str:
         # Deterministic for a given history: derived from the table and the version.
-        ids = self.generator.ids[entity_set]
-        a = mix64(version ^ ids.k3)
-        b = mix64(a ^ ids.k1 ^ 0x5DEECE66D)
-        if b == mix64(a ^ ids.k2):  # never collide with a generated record's GUID
-            b ^= 1
-        return format_guid((a << 64) | b)
+        key = derive_key(self.generator.seed, TABLES[entity_set].code, version)
+        guid = format_guid((key << 64) | mix64(key))
+        # A generated record's GUID would alias a base record; practically never happens.
+        return guid if self.generator.index_of(entity_set, guid) is None else guid[::-1]
 
     def _reconcile_state(
         self, table: Table, merged: dict[str, Any], values: dict[str, Any], current: Row | None
@@ -334,21 +330,14 @@ class Dataset:
             merged["fullname"] = " ".join(p for p in parts if p) or None
         merged["modifiedon"] = now
         merged["_modifiedby_value"] = actor
-        merged["_modifiedby_value" + LOGICAL] = "systemuser"
-        merged["_modifiedby_value" + NAV] = "modifiedby"
         merged["versionnumber"] = version
         merged[table.key] = guid
         row: Row = {"@odata.etag": f'W/"{version}"'}
         for column in table.columns:
             value = merged.get(column.name)
-            if column.kind is Kind.LOOKUP and value is not None:
+            if column.kind is Kind.LOOKUP and value is not None and len(column.targets) > 1:
+                # Only a lookup with several possible tables records which one it points at.
                 logical = merged.get(column.name + LOGICAL) or column.targets[0].logical_name
-                navigation = merged.get(column.name + NAV)
-                if navigation is None:
-                    navigation = next(
-                        t.navigation for t in column.targets if t.logical_name == logical
-                    )
-                row[column.name + NAV] = navigation
                 row[column.name + LOGICAL] = logical
             row[column.name] = value
         return row

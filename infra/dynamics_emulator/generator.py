@@ -2,22 +2,29 @@
 
 Nothing is stored: :meth:`DatasetGenerator.row` builds the record when it is read, so a dataset
 of 14 million records costs no disk and no memory. The random bits come from the record's GUID
-(see :mod:`infra.dynamics_emulator.identity`), so one hash gives both the key and 64 random
-bits; a second hash adds 64 more.
+(see :mod:`infra.dynamics_emulator.identity`): its eight 16-bit chunks are both the key and the
+record's dice. ``createdon``/``modifiedon`` pairs are drawn from 65,536 per dataset (cached as
+formatted strings), so many records share timestamps.
 
 Relationships are arithmetic, so they always point at records that exist:
 
-* contact j belongs to account ``j mod n_accounts`` (90 %), and account i's primary contact is
-  contact i, which belongs to it;
-* opportunity k is for account ``k mod n_accounts``; quote q for opportunity
-  ``q mod n_opportunities``; appointment a regards account or opportunity ``a // 2`` (even/odd);
+* contact j belongs to account ``(j // 3) mod n_accounts`` (90 %; always for j divisible by 3),
+  and account i's primary contact is contact 3i, which belongs to it;
+* opportunity k is for account ``(k // 2) mod n_accounts``; quote q for opportunity
+  ``q mod n_opportunities`` (and that opportunity's account); appointment a regards account or
+  opportunity ``a // 2`` (even/odd);
+* adding records to a table never changes the records already there (a child depends on the
+  size of its parent table, not of its own);
 * every record is owned by one of the generated system users; records of an account are owned
   by the account's owner, and names, addresses and phones follow the owner's country and
   sales region (territory).
 
-Rows are plain dicts in the order Dataverse writes properties: ``@odata.etag``, the columns
-(each non-null lookup preceded by its two ``Microsoft.Dynamics.CRM`` annotations), the key last.
-The hot functions are written out long-hand on purpose: this is the emulator's inner loop.
+Rows are plain dicts in the order Dataverse writes properties: ``@odata.etag``, the columns,
+the key last. A non-null lookup that may point at several tables (``_parentcustomerid_value``,
+``_customerid_value``, ``_regardingobjectid_value``) is preceded by its
+``@Microsoft.Dynamics.CRM.lookuplogicalname``; the renderer derives every other lookup
+annotation from the schema. The hot functions are written out long-hand on purpose, with small
+integers only: this is the emulator's inner loop.
 """
 
 from __future__ import annotations
@@ -26,17 +33,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from infra.dynamics_emulator.identity import M64, TableIdentity, format_guid, mix64
+from infra.dynamics_emulator.identity import HEX4, TableIdentity, derive_key, mix64
 from infra.dynamics_emulator.schema import TABLES, VERSION_STRIDE, Table
 from infra.dynamics_emulator.vocabulary import (
     COUNTRIES,
     COUNTRY_WEIGHTS,
     Country,
     email_slug,
-    format_landline,
-    format_mobile,
     format_postal_code,
     format_street,
+    landline_formatter,
+    landline_prefix,
+    mobile_formatter,
     territory_name,
 )
 
@@ -45,25 +53,8 @@ Row = dict[str, Any]
 NAV = "@Microsoft.Dynamics.CRM.associatednavigationproperty"
 LOGICAL = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 
-_PRIMARYCONTACTID_NAV = "_primarycontactid_value" + NAV
-_PRIMARYCONTACTID_LOGICAL = "_primarycontactid_value" + LOGICAL
-_TRANSACTIONCURRENCYID_NAV = "_transactioncurrencyid_value" + NAV
-_TRANSACTIONCURRENCYID_LOGICAL = "_transactioncurrencyid_value" + LOGICAL
-_TERRITORYID_NAV = "_territoryid_value" + NAV
-_TERRITORYID_LOGICAL = "_territoryid_value" + LOGICAL
-_OWNERID_NAV = "_ownerid_value" + NAV
-_OWNERID_LOGICAL = "_ownerid_value" + LOGICAL
-_MODIFIEDBY_NAV = "_modifiedby_value" + NAV
-_MODIFIEDBY_LOGICAL = "_modifiedby_value" + LOGICAL
-_PARENTCUSTOMERID_NAV = "_parentcustomerid_value" + NAV
 _PARENTCUSTOMERID_LOGICAL = "_parentcustomerid_value" + LOGICAL
-_CUSTOMERID_NAV = "_customerid_value" + NAV
 _CUSTOMERID_LOGICAL = "_customerid_value" + LOGICAL
-_PARENTACCOUNTID_NAV = "_parentaccountid_value" + NAV
-_PARENTACCOUNTID_LOGICAL = "_parentaccountid_value" + LOGICAL
-_OPPORTUNITYID_NAV = "_opportunityid_value" + NAV
-_OPPORTUNITYID_LOGICAL = "_opportunityid_value" + LOGICAL
-_REGARDINGOBJECTID_NAV = "_regardingobjectid_value" + NAV
 _REGARDINGOBJECTID_LOGICAL = "_regardingobjectid_value" + LOGICAL
 
 #: First version number of generated records; overlay versions start above all of them.
@@ -75,41 +66,111 @@ _FUTURE_DAYS = 2 * 365
 _INDUSTRIES = (1, 6, 7, 10, 12, 16, 17, 30, 31, 33)
 _STEPNAMES = ("1-Qualify", "2-Develop", "3-Propose", "4-Close")
 _STAGE_PROBABILITY = (10, 30, 60, 80)
-_HOURS = tuple(f"{h:02d}" for h in range(24))
-_MINSEC = tuple(f"{m:02d}:{s:02d}" for m in range(60) for s in range(60))
+# "THH:MM:SSZ" for every second of a day (5 MB): formatting a timestamp is then two lookups.
+_TIMES = tuple(
+    f"T{h:02d}:{m:02d}:{s:02d}Z" for h in range(24) for m in range(60) for s in range(60)
+)
+#: Contacts per account and opportunities per account: consecutive children share a parent.
+CONTACTS_PER_ACCOUNT = 3
+OPPORTUNITIES_PER_ACCOUNT = 2
 _CURRENCIES = (("Euro", "EUR", "€"), ("Złoty polski", "PLN", "zł"))
+_CREATED_SPAN = 5 * 365 * _DAY
 
 _FIXED_COUNTS = {"territories": len(COUNTRIES) * 5, "transactioncurrencies": len(_CURRENCIES)}
 
 
+class _City:
+    """A city as rows need it: name, every postal code, phone prefix."""
+
+    __slots__ = ("name", "phone_prefix", "postal_codes")
+
+    def __init__(self, name: str, postal_codes: tuple[str, ...], phone_prefix: str) -> None:
+        self.name = name
+        self.postal_codes = postal_codes
+        self.phone_prefix = phone_prefix
+
+
 class _Pools:
-    """Per-country lookups prepared once: slugs, so rows never fold diacritics at read time."""
+    """Per-country combinations prepared once, so a row picks a value with one index.
+
+    ``companies`` holds every (surname, sector, legal form) as (name, e-mail domain);
+    ``men``/``women`` every (first name, surname) as (first, last, full name, e-mail local
+    part). Slugs fold diacritics at start-up, never while rows are generated.
+    """
 
     __slots__ = (
+        "cities",
+        "companies",
         "country",
-        "female_last",
-        "female_slugs",
-        "first_female",
-        "first_female_slugs",
-        "first_male",
-        "first_male_slugs",
-        "male_last",
-        "male_slugs",
-        "sector_slugs",
+        "descriptions",
+        "landline",
+        "men",
+        "mobile",
+        "n_companies",
+        "n_men",
+        "n_street_lines",
+        "n_women",
+        "street_lines",
+        "women",
     )
 
     def __init__(self, country: Country) -> None:
         lang = country.language
         self.country = country
-        self.first_male = country.male_first
-        self.first_female = country.female_first
-        self.male_last = country.male_last
-        self.female_last = country.female_last or country.male_last
-        self.first_male_slugs = tuple(email_slug(n, lang) for n in self.first_male)
-        self.first_female_slugs = tuple(email_slug(n, lang) for n in self.first_female)
-        self.male_slugs = tuple(email_slug(n, lang) for n in self.male_last)
-        self.female_slugs = tuple(email_slug(n, lang) for n in self.female_last)
-        self.sector_slugs = tuple(email_slug(s, lang) for s in country.sectors)
+        # Per sales region: its cities with every postal code and the phone prefix.
+        self.cities = tuple(
+            tuple(
+                _City(
+                    city.name,
+                    tuple(format_postal_code(country, city, r) for r in range(city.postal_spread)),
+                    landline_prefix(country, city),
+                )
+                for city in region.cities
+            )
+            for region in country.regions
+        )
+        self.street_lines = tuple(
+            format_street(country, street, number)
+            for street in country.streets
+            for number in range(1, 181)
+        )
+        self.n_street_lines = len(self.street_lines)
+        self.descriptions = tuple(
+            tuple(
+                country.customer_since.format(year=2000 + y, region=region.name) for y in range(25)
+            )
+            for region in country.regions
+        )
+        self.landline = landline_formatter(country)
+        self.mobile = mobile_formatter(country)
+        self.companies = tuple(
+            (
+                f"{last} {sector} {legal}"
+                if country.code in ("IT", "DE")
+                else f"{sector} {last} {legal}",
+                f"{email_slug(last, lang)}-{email_slug(sector, lang)}.{country.tld}",
+            )
+            for last in country.male_last
+            for sector in country.sectors
+            for legal in country.legal_forms
+        )
+        self.n_companies = len(self.companies)
+        self.men = self._people(country.male_first, country.male_last, lang)
+        self.women = self._people(
+            country.female_first, country.female_last or country.male_last, lang
+        )
+        self.n_men = len(self.men)
+        self.n_women = len(self.women)
+
+    @staticmethod
+    def _people(
+        firsts: tuple[str, ...], lasts: tuple[str, ...], lang: str
+    ) -> tuple[tuple[str, str, str, str], ...]:
+        return tuple(
+            (first, last, f"{first} {last}", f"{email_slug(first, lang)}.{email_slug(last, lang)}")
+            for last in lasts
+            for first in firsts
+        )
 
 
 _POOLS = tuple(_Pools(c) for c in COUNTRIES)
@@ -151,14 +212,20 @@ class DatasetGenerator:
         self._user_country: list[int] = []
         self._user_region: list[int] = []
         for u in range(self._n_users):
-            a, b = users.halves(u)
-            self._user_guid.append(format_guid((a << 64) | b))
-            self._user_country.append(COUNTRY_WEIGHTS[b % len(COUNTRY_WEIGHTS)])
-            self._user_region.append((b >> 5) % 5)
+            guid, _, _, c2, c3, _, _, _, _ = users.bits(u)
+            self._user_guid.append(guid)
+            self._user_country.append(COUNTRY_WEIGHTS[c2 % len(COUNTRY_WEIGHTS)])
+            self._user_region.append(c3 % 5)
         territories = self.ids["territories"]
         self._territory_guid = [territories.guid(t) for t in range(self.counts["territories"])]
         currencies = self.ids["transactioncurrencies"]
         self._currency_guid = [currencies.guid(c) for c in range(len(_CURRENCIES))]
+        self._account_ids = self.ids["accounts"]
+        self._contact_ids = self.ids["contacts"]
+        self._last_account = -1
+        self._last_account_ref = ("", 0, 0)
+        self._date_key = derive_key(seed, 0xDA7E)
+        self._date_cache: list[tuple[str, str] | None] = [None] * 65_536
         self._builders: dict[str, Callable[[int], Row]] = {
             "accounts": self.account,
             "contacts": self.contact,
@@ -211,7 +278,7 @@ class DatasetGenerator:
         """Format Unix seconds as ISO-8601 with ``Z``, from precomputed day strings."""
         d, s = divmod(ts - self._day0, _DAY)
         if 0 <= d < len(self._days):
-            return f"{self._days[d]}T{_HOURS[s // 3600]}:{_MINSEC[s % 3600]}Z"
+            return self._days[d] + _TIMES[s]
         return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def _day(self, ts: int) -> str:
@@ -220,275 +287,208 @@ class DatasetGenerator:
             return self._days[d]
         return datetime.fromtimestamp(ts, UTC).date().isoformat()
 
-    def _dates(self, r: int) -> tuple[str, str]:
-        created = self.epoch_s - (r % (5 * 365 * _DAY)) - 3_600
-        modified = created + (r >> 32) % (self.epoch_s - created + 1)
-        return self.iso(created), self.iso(modified)
+    def _dates(self, r16: int) -> tuple[str, str]:
+        """Return a (createdon, modifiedon) pair, one of 65,536 per dataset."""
+        pair = self._date_cache[r16]
+        if pair is None:
+            r = mix64(r16 ^ self._date_key)
+            created = self.epoch_s - r % _CREATED_SPAN - 3_600
+            modified = created + (r >> 32) % (self.epoch_s - created + 1)
+            pair = self._date_cache[r16] = (self.iso(created), self.iso(modified))
+        return pair
 
-    # -- shared pieces --------------------------------------------------------------------------
-
-    def _account_b(self, index: int) -> tuple[str, int]:
-        """Return (guid, random bits) of account ``index``."""
-        a, b = self.ids["accounts"].halves(index)
-        return format_guid((a << 64) | b), b
-
-    def _account_domain(self, pools: _Pools, b: int) -> str:
-        last = pools.male_slugs[(b >> 16) % len(pools.male_slugs)]
-        sector = pools.sector_slugs[(b >> 22) % len(pools.sector_slugs)]
-        return f"{last}-{sector}.{pools.country.tld}"
+    def _account_ref(self, index: int) -> tuple[str, int, int]:
+        """Return (guid, owner user, company draw) of account ``index``, remembering the last
+        one asked for (consecutive contacts and opportunities share their account)."""
+        if index == self._last_account:
+            return self._last_account_ref
+        guid, _, _, c2, c3, _, c5, c6, _ = self._account_ids.bits(index)
+        ref = (guid, ((c2 << 16) | c3) % self._n_users, (c5 << 16) | c6)
+        self._last_account = index
+        self._last_account_ref = ref
+        return ref
 
     # -- tables -------------------------------------------------------------------------------
 
     def account(self, i: int) -> Row:
         """Return account ``i``."""
-        ids = self.ids["accounts"]
-        a = mix64((i + ids.k1) & M64)
-        b = mix64(a ^ ids.k2)
-        r2 = a  # a is itself a uniform 64-bit value
-        u = b % self._n_users
+        guid, c0, c1, c2, c3, c4, c5, c6, c7 = self._account_ids.bits(i)
+        u = ((c2 << 16) | c3) % self._n_users
         ci = self._user_country[u]
+        ri = self._user_region[u]
         pools = _POOLS[ci]
         country = pools.country
-        ri = self._user_region[u]
-        cities = country.regions[ri].cities
-        city = cities[(b >> 12) % len(cities)]
-        last = country.male_last[(b >> 16) % len(country.male_last)]
-        sector = country.sectors[(b >> 22) % len(country.sectors)]
-        legal = country.legal_forms[(b >> 26) % len(country.legal_forms)]
-        name = f"{last} {sector} {legal}" if ci < 2 else f"{sector} {last} {legal}"
-        domain = (
-            f"{pools.male_slugs[(b >> 16) % len(pools.male_slugs)]}-"
-            f"{pools.sector_slugs[(b >> 22) % len(pools.sector_slugs)]}.{country.tld}"
-        )
-        streets = country.streets
-        employees = 5 + (r2 >> 20) % 50 * (1 + (r2 >> 26) % 40)
-        active = (b >> 46) % 10 != 0
-        n_contacts = self.counts["contacts"]
-        contact = self.ids["contacts"].guid(i) if i < n_contacts else None
-        created, modified = self._dates(r2)
+        cities = pools.cities[ri]
+        city = cities[c4 % len(cities)]
+        name, domain = pools.companies[((c5 << 16) | c6) % pools.n_companies]
+        primary = i * CONTACTS_PER_ACCOUNT
+        contact = self._contact_ids.bits(primary)[0] if primary < self.counts["contacts"] else None
+        created, modified = self._dates(c3 ^ c7)
         owner = self._user_guid[u]
-        modifier = self._user_guid[(r2 >> 50) % self._n_users] if (r2 >> 48) & 3 == 0 else owner
-        row: Row = {
-            "@odata.etag": f'W/"{VERSION_BASE + i * VERSION_STRIDE + 1}"',
+        modifier = self._user_guid[((c1 << 16) | c4) % self._n_users] if c0 & 3 == 0 else owner
+        active = (c6 >> 4) % 10 != 0
+        version = VERSION_BASE + i * VERSION_STRIDE + 1
+        return {
+            "@odata.etag": f'W/"{version}"',
             "name": name,
             "accountnumber": f"ACC-{i + 1:07d}",
-            "telephone1": format_landline(country, city, r2),
+            "telephone1": pools.landline(city.phone_prefix, c0, c1),
             "emailaddress1": f"{country.mailbox}@{domain}",
-            "address1_line1": format_street(
-                country, streets[(b >> 30) % len(streets)], 1 + (b >> 34) % 180
-            ),
+            "address1_line1": pools.street_lines[((c7 << 8) ^ c4) % pools.n_street_lines],
             "address1_city": city.name,
-            "address1_postalcode": format_postal_code(country, city, r2 >> 30),
+            "address1_postalcode": city.postal_codes[(c6 ^ c1) % len(city.postal_codes)],
             "address1_country": country.name,
-            "industrycode": _INDUSTRIES[(b >> 40) % 10],
-            "revenue": float(((r2 >> 33) % 50_000 + 10) * 1_000),
-            "numberofemployees": employees,
-            "description": (
-                country.customer_since.format(
-                    year=2000 + (r2 >> 56) % 25, region=country.regions[ri].name
-                )
-                if (b >> 50) & 1
-                else None
-            ),
+            "industrycode": _INDUSTRIES[(c7 >> 8) % 10],
+            "revenue": float((((c0 << 8) ^ c1) % 50_000 + 10) * 1_000),
+            "numberofemployees": 5 + (c1 & 63) * (1 + (c0 >> 11)),
+            "description": pools.descriptions[ri][c1 % 25] if c7 >> 15 else None,
+            "_primarycontactid_value": contact,
+            "_transactioncurrencyid_value": self._currency_guid[1 if ci == 4 else 0],
+            "_territoryid_value": self._territory_guid[ci * 5 + ri],
+            "_ownerid_value": owner,
+            "_modifiedby_value": modifier,
+            "statecode": 0 if active else 1,
+            "statuscode": 1 if active else 2,
+            "createdon": created,
+            "modifiedon": modified,
+            "versionnumber": version,
+            "accountid": guid,
         }
-        if contact is not None:
-            row[_PRIMARYCONTACTID_NAV] = "primarycontactid"
-            row[_PRIMARYCONTACTID_LOGICAL] = "contact"
-        row["_primarycontactid_value"] = contact
-        row[_TRANSACTIONCURRENCYID_NAV] = "transactioncurrencyid"
-        row[_TRANSACTIONCURRENCYID_LOGICAL] = "transactioncurrency"
-        row["_transactioncurrencyid_value"] = self._currency_guid[1 if ci == 4 else 0]
-        row[_TERRITORYID_NAV] = "territoryid"
-        row[_TERRITORYID_LOGICAL] = "territory"
-        row["_territoryid_value"] = self._territory_guid[ci * 5 + ri]
-        row[_OWNERID_NAV] = "ownerid"
-        row[_OWNERID_LOGICAL] = "systemuser"
-        row["_ownerid_value"] = owner
-        row[_MODIFIEDBY_NAV] = "modifiedby"
-        row[_MODIFIEDBY_LOGICAL] = "systemuser"
-        row["_modifiedby_value"] = modifier
-        row["statecode"] = 0 if active else 1
-        row["statuscode"] = 1 if active else 2
-        row["createdon"] = created
-        row["modifiedon"] = modified
-        row["versionnumber"] = VERSION_BASE + i * VERSION_STRIDE + 1
-        row["accountid"] = format_guid((a << 64) | b)
-        return row
 
     def contact(self, j: int) -> Row:
         """Return contact ``j``."""
-        ids = self.ids["contacts"]
-        a = mix64((j + ids.k1) & M64)
-        b = mix64(a ^ ids.k2)
-        r2 = a  # a is itself a uniform 64-bit value
+        guid, c0, c1, c2, c3, c4, c5, c6, c7 = self._contact_ids.bits(j)
         n_accounts = self.counts["accounts"]
         parent: str | None = None
-        if n_accounts and b % 10 != 0:
-            parent, ab = self._account_b(j % n_accounts)
-            u = ab % self._n_users
+        # The first contact of each account always belongs to it (it is the primary contact).
+        if n_accounts and (j % CONTACTS_PER_ACCOUNT == 0 or c2 % 10 != 0):
+            parent, u, company = self._account_ref(j // CONTACTS_PER_ACCOUNT % n_accounts)
         else:
-            ab = 0
-            u = (b >> 3) % self._n_users
+            u = ((c2 << 16) | c3) % self._n_users
+            company = 0
         ci = self._user_country[u]
         pools = _POOLS[ci]
         country = pools.country
-        female = (b >> 8) & 1
-        if female:
-            fi = (b >> 9) % len(pools.first_female)
-            first, first_slug = pools.first_female[fi], pools.first_female_slugs[fi]
-            li = (b >> 16) % len(pools.female_last)
-            last, last_slug = pools.female_last[li], pools.female_slugs[li]
+        if c4 & 1:
+            first, last, fullname, local = pools.women[((c5 << 16) | c6) % pools.n_women]
         else:
-            fi = (b >> 9) % len(pools.first_male)
-            first, first_slug = pools.first_male[fi], pools.first_male_slugs[fi]
-            li = (b >> 16) % len(pools.male_last)
-            last, last_slug = pools.male_last[li], pools.male_slugs[li]
+            first, last, fullname, local = pools.men[((c5 << 16) | c6) % pools.n_men]
         if parent is not None:
-            email = f"{first_slug}.{last_slug}@{self._account_domain(pools, ab)}"
+            email = f"{local}@{pools.companies[company % pools.n_companies][1]}"
         else:
             providers = country.email_providers
-            email = f"{first_slug}.{last_slug}{r2 % 100}@{providers[(r2 >> 8) % len(providers)]}"
-        cities = country.regions[self._user_region[u]].cities
-        city = cities[(b >> 28) % len(cities)]
-        active = (b >> 40) % 20 != 0
-        created, modified = self._dates(r2)
+            email = f"{local}{c7 % 100}@{providers[(c7 >> 8) % len(providers)]}"
+        cities = pools.cities[self._user_region[u]]
+        city = cities[(c4 >> 5) % len(cities)]
+        active = (c6 >> 3) % 20 != 0
+        created, modified = self._dates(c7 ^ c0)
         owner = self._user_guid[u]
+        version = VERSION_BASE + j * VERSION_STRIDE + 2
         row: Row = {
-            "@odata.etag": f'W/"{VERSION_BASE + j * VERSION_STRIDE + 2}"',
+            "@odata.etag": f'W/"{version}"',
             "firstname": first,
             "lastname": last,
-            "fullname": f"{first} {last}",
-            "jobtitle": country.job_titles[(b >> 24) % len(country.job_titles)],
+            "fullname": fullname,
+            "jobtitle": country.job_titles[(c4 >> 1) % len(country.job_titles)],
             "emailaddress1": email,
-            "mobilephone": format_mobile(country, r2 >> 12),
-            "telephone1": format_landline(country, city, r2 >> 20) if (b >> 44) & 3 else None,
+            "mobilephone": pools.mobile(c0, c1),
+            "telephone1": pools.landline(city.phone_prefix, c7, c1) if c3 & 3 else None,
             "address1_city": city.name,
             "address1_country": country.name,
         }
         if parent is not None:
-            row[_PARENTCUSTOMERID_NAV] = "parentcustomerid_account"
             row[_PARENTCUSTOMERID_LOGICAL] = "account"
         row["_parentcustomerid_value"] = parent
-        row[_OWNERID_NAV] = "ownerid"
-        row[_OWNERID_LOGICAL] = "systemuser"
         row["_ownerid_value"] = owner
-        row[_MODIFIEDBY_NAV] = "modifiedby"
-        row[_MODIFIEDBY_LOGICAL] = "systemuser"
         row["_modifiedby_value"] = owner
         row["statecode"] = 0 if active else 1
         row["statuscode"] = 1 if active else 2
         row["createdon"] = created
         row["modifiedon"] = modified
-        row["versionnumber"] = VERSION_BASE + j * VERSION_STRIDE + 2
-        row["contactid"] = format_guid((a << 64) | b)
+        row["versionnumber"] = version
+        row["contactid"] = guid
         return row
 
     def lead(self, i: int) -> Row:
         """Return lead ``i``."""
-        ids = self.ids["leads"]
-        a = mix64((i + ids.k1) & M64)
-        b = mix64(a ^ ids.k2)
-        r2 = a  # a is itself a uniform 64-bit value
-        u = b % self._n_users
+        guid, c0, c1, c2, c3, c4, c5, c6, c7 = self.ids["leads"].bits(i)
+        u = ((c2 << 16) | c3) % self._n_users
         ci = self._user_country[u]
         pools = _POOLS[ci]
         country = pools.country
-        female = (b >> 8) & 1
-        if female:
-            fi = (b >> 9) % len(pools.first_female)
-            first, first_slug = pools.first_female[fi], pools.first_female_slugs[fi]
+        if c4 & 1:
+            first, last, fullname, local = pools.women[((c5 << 16) | c6) % pools.n_women]
         else:
-            fi = (b >> 9) % len(pools.first_male)
-            first, first_slug = pools.first_male[fi], pools.first_male_slugs[fi]
-        lasts = pools.female_last if female else pools.male_last
-        slugs = pools.female_slugs if female else pools.male_slugs
-        li = (b >> 16) % len(lasts)
-        company_last = country.male_last[(r2 >> 40) % len(country.male_last)]
-        sector = country.sectors[(r2 >> 46) % len(country.sectors)]
-        legal = country.legal_forms[(r2 >> 52) % len(country.legal_forms)]
-        company = (
-            f"{company_last} {sector} {legal}" if ci < 2 else f"{sector} {company_last} {legal}"
-        )
+            first, last, fullname, local = pools.men[((c5 << 16) | c6) % pools.n_men]
+        company = pools.companies[((c0 << 16) | c7) % pools.n_companies][0]
         providers = country.email_providers
-        cities = country.regions[self._user_region[u]].cities
-        city = cities[(b >> 28) % len(cities)]
-        roll = (b >> 36) % 20
+        cities = pools.cities[self._user_region[u]]
+        city = cities[(c4 >> 5) % len(cities)]
+        roll = (c6 >> 2) % 20
         if roll < 12:
             state, status = 0, 1 + (roll & 1)
         elif roll < 17:
             state, status = 1, 3
         else:
             state, status = 2, 4 + roll % 4
-        created, modified = self._dates(r2)
+        created, modified = self._dates(c3 ^ c7)
         owner = self._user_guid[u]
         version = VERSION_BASE + i * VERSION_STRIDE + 3
         return {
             "@odata.etag": f'W/"{version}"',
-            "subject": f"{country.lead_prefix} {country.products[(b >> 22) % len(country.products)]}",  # noqa: E501
+            "subject": f"{country.lead_prefix} {country.products[(c4 >> 1) % len(country.products)]}",  # noqa: E501
             "firstname": first,
-            "lastname": lasts[li],
-            "fullname": f"{first} {lasts[li]}",
+            "lastname": last,
+            "fullname": fullname,
             "companyname": company,
-            "emailaddress1": f"{first_slug}.{slugs[li]}@{providers[(r2 >> 8) % len(providers)]}",
-            "telephone1": format_landline(country, city, r2),
+            "emailaddress1": f"{local}@{providers[(c7 >> 3) % len(providers)]}",
+            "telephone1": pools.landline(city.phone_prefix, c0, c1),
             "address1_city": city.name,
             "address1_country": country.name,
-            "leadsourcecode": 1 + (b >> 42) % 10,
-            _OWNERID_NAV: "ownerid",
-            _OWNERID_LOGICAL: "systemuser",
+            "leadsourcecode": 1 + c1 % 10,
             "_ownerid_value": owner,
-            _MODIFIEDBY_NAV: "modifiedby",
-            _MODIFIEDBY_LOGICAL: "systemuser",
             "_modifiedby_value": owner,
             "statecode": state,
             "statuscode": status,
             "createdon": created,
             "modifiedon": modified,
             "versionnumber": version,
-            "leadid": format_guid((a << 64) | b),
+            "leadid": guid,
         }
 
     def opportunity(self, k: int) -> Row:
         """Return opportunity ``k``."""
-        ids = self.ids["opportunities"]
-        a = mix64((k + ids.k1) & M64)
-        b = mix64(a ^ ids.k2)
-        r2 = a  # a is itself a uniform 64-bit value
+        guid, c0, c1, c2, c3, c4, c5, c6, c7 = self.ids["opportunities"].bits(k)
         n_accounts = self.counts["accounts"]
         account: str | None = None
         if n_accounts:
-            account, ab = self._account_b(k % n_accounts)
-            u = ab % self._n_users
+            account, u, _ = self._account_ref(k // OPPORTUNITIES_PER_ACCOUNT % n_accounts)
         else:
-            u = b % self._n_users
+            u = ((c2 << 16) | c3) % self._n_users
         ci = self._user_country[u]
         country = COUNTRIES[ci]
-        stage = (b >> 20) % 4
-        roll = (b >> 24) % 10
+        stage = c4 % 4
+        roll = (c4 >> 2) % 10
         if roll < 6:
             state, status = 0, 1 + (roll == 5)
         elif roll < 8:
             state, status = 1, 3
         else:
             state, status = 2, 4 + (roll & 1)
-        close = self.epoch_s - 180 * _DAY + (r2 % (540 * _DAY))
-        created, modified = self._dates(r2 >> 5)
+        close = self.epoch_s - 180 * _DAY + ((c5 << 16) | c6) % (540 * _DAY)
+        created, modified = self._dates(c7 ^ c2)
         owner = self._user_guid[u]
         version = VERSION_BASE + k * VERSION_STRIDE + 4
-        product = country.products[(b >> 28) % len(country.products)]
+        product = country.products[c0 % len(country.products)]
         row: Row = {
             "@odata.etag": f'W/"{version}"',
-            "name": f"{product} {2020 + (b >> 32) % 6}/{k % 10_000:04d}",
+            "name": f"{product} {2020 + c1 % 6}/{k % 10_000:04d}",
         }
         if account is not None:
-            row[_CUSTOMERID_NAV] = "customerid_account"
             row[_CUSTOMERID_LOGICAL] = "account"
         row["_customerid_value"] = account
-        if account is not None:
-            row[_PARENTACCOUNTID_NAV] = "parentaccountid"
-            row[_PARENTACCOUNTID_LOGICAL] = "account"
         row["_parentaccountid_value"] = account
-        row["estimatedvalue"] = float(((r2 >> 10) % 5_000 + 1) * 100)
+        row["estimatedvalue"] = float(((c6 ^ c1) % 5_000 + 1) * 100)
         row["closeprobability"] = (
             100 if state == 1 else (0 if state == 2 else _STAGE_PROBABILITY[stage])
         )
@@ -496,41 +496,32 @@ class DatasetGenerator:
         row["stepname"] = _STEPNAMES[stage]
         row["estimatedclosedate"] = self._day(close)
         row["description"] = None
-        row[_TRANSACTIONCURRENCYID_NAV] = "transactioncurrencyid"
-        row[_TRANSACTIONCURRENCYID_LOGICAL] = "transactioncurrency"
         row["_transactioncurrencyid_value"] = self._currency_guid[1 if ci == 4 else 0]
-        row[_OWNERID_NAV] = "ownerid"
-        row[_OWNERID_LOGICAL] = "systemuser"
         row["_ownerid_value"] = owner
-        row[_MODIFIEDBY_NAV] = "modifiedby"
-        row[_MODIFIEDBY_LOGICAL] = "systemuser"
         row["_modifiedby_value"] = owner
         row["statecode"] = state
         row["statuscode"] = status
         row["createdon"] = created
         row["modifiedon"] = modified
         row["versionnumber"] = version
-        row["opportunityid"] = format_guid((a << 64) | b)
+        row["opportunityid"] = guid
         return row
 
     def quote(self, q: int) -> Row:
         """Return quote ``q``."""
-        ids = self.ids["quotes"]
-        a = mix64((q + ids.k1) & M64)
-        b = mix64(a ^ ids.k2)
-        r2 = a  # a is itself a uniform 64-bit value
+        guid, c0, _, c2, c3, c4, c5, c6, c7 = self.ids["quotes"].bits(q)
         n_opps = self.counts["opportunities"]
         n_accounts = self.counts["accounts"]
-        opportunity = self.ids["opportunities"].guid(q % n_opps) if n_opps else None
+        opportunity = self.ids["opportunities"].bits(q % n_opps)[0] if n_opps else None
         account: str | None = None
         if n_accounts:
-            account, ab = self._account_b((q % n_opps if n_opps else q) % n_accounts)
-            u = ab % self._n_users
+            parent = q % n_opps // OPPORTUNITIES_PER_ACCOUNT if n_opps else q
+            account, u, _ = self._account_ref(parent % n_accounts)
         else:
-            u = b % self._n_users
+            u = ((c2 << 16) | c3) % self._n_users
         ci = self._user_country[u]
         country = COUNTRIES[ci]
-        roll = (b >> 24) % 10
+        roll = (c4 >> 10) % 10
         if roll < 3:
             state, status = 0, 1
         elif roll < 6:
@@ -539,187 +530,153 @@ class DatasetGenerator:
             state, status = 2, 4
         else:
             state, status = 3, 5 + roll % 3
-        created, modified = self._dates(r2)
+        created, modified = self._dates(c3 ^ c7)
         owner = self._user_guid[u]
         version = VERSION_BASE + q * VERSION_STRIDE + 5
-        product = country.products[(b >> 28) % len(country.products)]
+        product = country.products[c0 % len(country.products)]
         row: Row = {
             "@odata.etag": f'W/"{version}"',
             "name": f"{country.quote_word} {product}",
-            "quotenumber": f"QUO-{q + 1:05d}-{(r2 >> 8) % 0x1000000:06X}",
-            "totalamount": float(((r2 >> 34) % 200_000 + 50) * 10),
+            "quotenumber": f"QUO-{q + 1:05d}-{HEX4[c5].upper()}{HEX4[c6][:2].upper()}",
+            "totalamount": float((((c4 << 8) ^ c7) % 200_000 + 50) * 10),
             "description": None,
+            "_opportunityid_value": opportunity,
         }
-        if opportunity is not None:
-            row[_OPPORTUNITYID_NAV] = "opportunityid"
-            row[_OPPORTUNITYID_LOGICAL] = "opportunity"
-        row["_opportunityid_value"] = opportunity
         if account is not None:
-            row[_CUSTOMERID_NAV] = "customerid_account"
             row[_CUSTOMERID_LOGICAL] = "account"
         row["_customerid_value"] = account
-        row[_TRANSACTIONCURRENCYID_NAV] = "transactioncurrencyid"
-        row[_TRANSACTIONCURRENCYID_LOGICAL] = "transactioncurrency"
         row["_transactioncurrencyid_value"] = self._currency_guid[1 if ci == 4 else 0]
-        row[_OWNERID_NAV] = "ownerid"
-        row[_OWNERID_LOGICAL] = "systemuser"
         row["_ownerid_value"] = owner
-        row[_MODIFIEDBY_NAV] = "modifiedby"
-        row[_MODIFIEDBY_LOGICAL] = "systemuser"
         row["_modifiedby_value"] = owner
         row["statecode"] = state
         row["statuscode"] = status
         row["createdon"] = created
         row["modifiedon"] = modified
         row["versionnumber"] = version
-        row["quoteid"] = format_guid((a << 64) | b)
+        row["quoteid"] = guid
         return row
 
     def appointment(self, n: int) -> Row:
         """Return appointment ``n``."""
-        ids = self.ids["appointments"]
-        a = mix64((n + ids.k1) & M64)
-        b = mix64(a ^ ids.k2)
-        r2 = a  # a is itself a uniform 64-bit value
+        guid, c0, c1, c2, c3, c4, c5, c6, c7 = self.ids["appointments"].bits(n)
         n_accounts = self.counts["accounts"]
         n_opps = self.counts["opportunities"]
         regarding: str | None = None
         target = ""
-        u = b % self._n_users
+        u = ((c2 << 16) | c3) % self._n_users
         if n_opps and (n & 1 or not n_accounts):
             k = (n // 2) % n_opps
-            regarding = self.ids["opportunities"].guid(k)
+            regarding = self.ids["opportunities"].bits(k)[0]
             target = "opportunity"
             if n_accounts:
-                u = self._account_b(k % n_accounts)[1] % self._n_users
+                u = self._account_ref(k // OPPORTUNITIES_PER_ACCOUNT % n_accounts)[1]
         elif n_accounts:
-            regarding, ab = self._account_b((n // 2) % n_accounts)
+            regarding, u, _ = self._account_ref((n // 2) % n_accounts)
             target = "account"
-            u = ab % self._n_users
         ci = self._user_country[u]
         country = COUNTRIES[ci]
         cities = country.regions[self._user_region[u]].cities
-        all_day = (b >> 20) % 20 == 0
-        start = self.epoch_s - 365 * _DAY + (r2 % (540 * _DAY)) // 1800 * 1800
+        all_day = c4 % 20 == 0
+        start = self.epoch_s - 365 * _DAY + ((c5 << 16) | c6) % (540 * _DAY)
+        start -= start % _DAY
         if all_day:
-            start -= start % _DAY
             end = start + _DAY
         else:
-            start = start - start % _DAY + 7 * 3600 + (r2 >> 40) % 22 * 1800
-            end = start + 1800 * (1 + (b >> 24) % 6)
-        roll = (b >> 30) % 10
+            start += 7 * 3600 + (c7 >> 3) % 22 * 1800
+            end = start + 1800 * (1 + c7 % 6)
+        roll = (c4 >> 5) % 10
         if start < self.epoch_s:
             state, status = (1, 3) if roll < 7 else ((2, 4) if roll < 8 else (0, 1 + (roll & 1)))
         else:
             state, status = (3, 5 + (roll == 9)) if roll < 8 else (0, 1 + (roll & 1))
-        created, modified = self._dates(r2 >> 3)
+        created, modified = self._dates(c3 ^ c1)
         owner = self._user_guid[u]
         version = VERSION_BASE + n * VERSION_STRIDE + 6
         row: Row = {
             "@odata.etag": f'W/"{version}"',
-            "subject": f"{country.visit_word}: {country.products[(b >> 34) % len(country.products)]}",  # noqa: E501
+            "subject": f"{country.visit_word}: {country.products[c1 % len(country.products)]}",
             "scheduledstart": self.iso(start),
             "scheduledend": self.iso(end),
-            "location": cities[(b >> 40) % len(cities)].name,
+            "location": cities[c0 % len(cities)].name,
             "isalldayevent": all_day,
             "description": None,
         }
         if regarding is not None:
-            row[_REGARDINGOBJECTID_NAV] = f"regardingobjectid_{target}_appointment"
             row[_REGARDINGOBJECTID_LOGICAL] = target
         row["_regardingobjectid_value"] = regarding
-        row[_OWNERID_NAV] = "ownerid"
-        row[_OWNERID_LOGICAL] = "systemuser"
         row["_ownerid_value"] = owner
-        row[_MODIFIEDBY_NAV] = "modifiedby"
-        row[_MODIFIEDBY_LOGICAL] = "systemuser"
         row["_modifiedby_value"] = owner
         row["statecode"] = state
         row["statuscode"] = status
         row["createdon"] = created
         row["modifiedon"] = modified
         row["versionnumber"] = version
-        row["activityid"] = format_guid((a << 64) | b)
+        row["activityid"] = guid
         return row
 
     def systemuser(self, u: int) -> Row:
         """Return system user ``u`` (a field user with a country and a territory)."""
-        ids = self.ids["systemusers"]
-        a, b = ids.halves(u)
-        r2 = ids.extra_random(b)
+        guid, c0, c1, _, _, c4, c5, c6, c7 = self.ids["systemusers"].bits(u)
         ci = self._user_country[u]
         pools = _POOLS[ci]
         country = pools.country
-        female = (b >> 8) & 1
-        firsts = pools.first_female if female else pools.first_male
-        first_slugs = pools.first_female_slugs if female else pools.first_male_slugs
-        lasts = pools.female_last if female else pools.male_last
-        last_slugs = pools.female_slugs if female else pools.male_slugs
-        fi = (b >> 9) % len(firsts)
-        li = (b >> 16) % len(lasts)
-        login = f"{first_slugs[fi]}.{last_slugs[li]}{u}@contoso-{country.tld}.example"
-        created, modified = self._dates(r2)
+        if c4 & 1:
+            first, last, fullname, local = pools.women[((c5 << 16) | c6) % pools.n_women]
+        else:
+            first, last, fullname, local = pools.men[((c5 << 16) | c6) % pools.n_men]
+        login = f"{local}{u}@contoso-{country.tld}.example"
+        created, modified = self._dates(c7 ^ c0)
         version = VERSION_BASE + u * VERSION_STRIDE + 7
         return {
             "@odata.etag": f'W/"{version}"',
-            "firstname": firsts[fi],
-            "lastname": lasts[li],
-            "fullname": f"{firsts[fi]} {lasts[li]}",
+            "firstname": first,
+            "lastname": last,
+            "fullname": fullname,
             "internalemailaddress": login,
             "domainname": login,
-            "jobtitle": country.job_titles[(b >> 24) % len(country.job_titles)],
+            "jobtitle": country.job_titles[(c4 >> 1) % len(country.job_titles)],
             "address1_country": country.name,
-            _TERRITORYID_NAV: "territoryid",
-            _TERRITORYID_LOGICAL: "territory",
             "_territoryid_value": self._territory_guid[ci * 5 + self._user_region[u]],
-            "isdisabled": (b >> 40) % 100 == 0,
-            _MODIFIEDBY_NAV: "modifiedby",
-            _MODIFIEDBY_LOGICAL: "systemuser",
+            "isdisabled": c1 % 100 == 0,
             "_modifiedby_value": self._user_guid[0],
             "createdon": created,
             "modifiedon": modified,
             "versionnumber": version,
-            "systemuserid": format_guid((a << 64) | b),
+            "systemuserid": guid,
         }
 
     def territory(self, t: int) -> Row:
         """Return territory ``t`` (country ``t // 5``, sales region ``t % 5``)."""
-        ids = self.ids["territories"]
-        a, b = ids.halves(t)
+        guid, _, _, _, _, _, _, c6, c7 = self.ids["territories"].bits(t)
         country = COUNTRIES[t // 5]
         region = country.regions[t % 5]
-        created, modified = self._dates(b)
+        created, modified = self._dates(c6 ^ c7)
         version = VERSION_BASE + t * VERSION_STRIDE + 8
         return {
             "@odata.etag": f'W/"{version}"',
             "name": territory_name(country, region),
             "description": f"{country.name}: {region.name}",
-            _MODIFIEDBY_NAV: "modifiedby",
-            _MODIFIEDBY_LOGICAL: "systemuser",
             "_modifiedby_value": self._user_guid[0],
             "createdon": created,
             "modifiedon": modified,
             "versionnumber": version,
-            "territoryid": format_guid((a << 64) | b),
+            "territoryid": guid,
         }
 
     def transactioncurrency(self, c: int) -> Row:
         """Return currency ``c`` (0: EUR, 1: PLN)."""
-        ids = self.ids["transactioncurrencies"]
-        a, b = ids.halves(c)
+        guid, _, _, _, _, _, _, c6, c7 = self.ids["transactioncurrencies"].bits(c)
         name, iso, symbol = _CURRENCIES[c]
-        created, modified = self._dates(b)
+        created, modified = self._dates(c6 ^ c7)
         version = VERSION_BASE + c * VERSION_STRIDE + 9
         return {
             "@odata.etag": f'W/"{version}"',
             "currencyname": name,
             "isocurrencycode": iso,
             "currencysymbol": symbol,
-            _MODIFIEDBY_NAV: "modifiedby",
-            _MODIFIEDBY_LOGICAL: "systemuser",
             "_modifiedby_value": self._user_guid[0],
             "createdon": created,
             "modifiedon": modified,
             "versionnumber": version,
-            "transactioncurrencyid": format_guid((a << 64) | b),
+            "transactioncurrencyid": guid,
         }

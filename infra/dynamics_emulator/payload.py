@@ -25,7 +25,7 @@ from infra.dynamics_emulator.errors import (
     RecordNotFoundError,
     ValidationError,
 )
-from infra.dynamics_emulator.generator import LOGICAL, NAV
+from infra.dynamics_emulator.generator import LOGICAL
 from infra.dynamics_emulator.identity import normalize_guid
 from infra.dynamics_emulator.schema import Column, Kind, Table, option_values
 
@@ -225,7 +225,6 @@ def _bind(
     if value is None:
         values[column.name] = None
         values[column.name + LOGICAL] = None
-        values[column.name + NAV] = None
         return
     if not isinstance(value, str):
         raise PayloadError(f"The value of '{navigation}@odata.bind' must be an entity reference.")
@@ -254,4 +253,3 @@ def _bind(
         raise RecordNotFoundError(target.logical_name, guid)
     values[column.name] = guid
     values[column.name + LOGICAL] = target.logical_name
-    values[column.name + NAV] = target.navigation

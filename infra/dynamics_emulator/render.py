@@ -79,23 +79,12 @@ class RowRenderer:
         self.want_formatted = annotations.wants(FORMATTED_TERM)
         self.want_nav = annotations.wants(NAV_TERM)
         self.want_logical = annotations.wants(LOGICAL_TERM)
-        keys = ["@odata.etag"]
-        for column in self.columns:
-            if column.kind is Kind.LOOKUP:
-                if self.want_nav:
-                    keys.append(column.name + NAV)
-                if self.want_logical:
-                    keys.append(column.name + LOGICAL)
-            keys.append(column.name)
-        self.keys = tuple(keys)
-        self._sparse = self.want_nav or self.want_logical
-        self._getter = itemgetter(*keys)
+        self.keys = ("@odata.etag", *(c.name for c in self.columns))
+        self._getter = itemgetter(*self.keys)
         self._currency_cache: dict[str, str] = {}
         self.render: Callable[[Row], dict[str, Any]]
-        if self.want_formatted:
-            self.render = self._render_formatted
-        elif self._sparse:
-            self.render = self._render_sparse
+        if self.want_formatted or self.want_nav or self.want_logical:
+            self.render = self._render_annotated
         else:
             self.render = self._render_dense
 
@@ -105,26 +94,26 @@ class RowRenderer:
         return tuple(c.name for c in self.columns)
 
     def _render_dense(self, row: Row) -> dict[str, Any]:
+        # The hot path: a C-level projection of the row.
         return dict(zip(self.keys, self._getter(row), strict=True))
 
-    def _render_sparse(self, row: Row) -> dict[str, Any]:
-        # Lookup annotations exist only for non-null lookups.
-        return {k: row[k] for k in self.keys if k in row}
-
-    def _render_formatted(self, row: Row) -> dict[str, Any]:
+    def _render_annotated(self, row: Row) -> dict[str, Any]:
+        # Annotations come before the value they describe, as Dataverse writes them.
         out: dict[str, Any] = {"@odata.etag": row["@odata.etag"]}
         for column in self.columns:
             name = column.name
             value = row.get(name)
             if value is not None:
-                formatted = self._format(column, value, row)
-                if formatted is not None:
-                    out[name + FORMATTED] = formatted
+                if self.want_formatted:
+                    formatted = self._format(column, value, row)
+                    if formatted is not None:
+                        out[name + FORMATTED] = formatted
                 if column.kind is Kind.LOOKUP:
-                    if self.want_nav and name + NAV in row:
-                        out[name + NAV] = row[name + NAV]
-                    if self.want_logical and name + LOGICAL in row:
-                        out[name + LOGICAL] = row[name + LOGICAL]
+                    logical = row.get(name + LOGICAL) or column.targets[0].logical_name
+                    if self.want_nav:
+                        out[name + NAV] = column.navigation(logical)
+                    if self.want_logical:
+                        out[name + LOGICAL] = logical
             out[name] = value
         return out
 

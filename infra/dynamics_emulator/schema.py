@@ -56,6 +56,13 @@ class Column:
         """True for ``_<name>_value`` lookup properties."""
         return self.kind is Kind.LOOKUP
 
+    def navigation(self, logical_name: str) -> str:
+        """Return the navigation property of this lookup for a target table."""
+        for target in self.targets:
+            if target.logical_name == logical_name:
+                return target.navigation
+        return self.targets[0].navigation
+
 
 @dataclass(frozen=True)
 class Table:

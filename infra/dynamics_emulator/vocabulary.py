@@ -9,6 +9,7 @@ ASCII slugs for e-mail addresses, so the generator only indexes into them.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _GERMAN_FOLD = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
@@ -528,43 +529,60 @@ def format_postal_code(country: Country, city: City, r: int) -> str:
     return f"{code:05d}"
 
 
-def format_landline(country: Country, city: City, r: int) -> str:
-    """Return a landline number in ``city``, in the country's usual notation."""
-    cc = country.code
-    if cc == "IT":
-        return f"+39 {city.area_code} {r % 10_000_000:07d}"
-    if cc == "DE":
-        return f"+49 {city.area_code} {r % 10_000_000:07d}"
-    if cc == "FR":
-        n = r % 100_000_000
-        return f"+33 {city.area_code} {n // 1_000_000:02d} {n // 10_000 % 100:02d} {n // 100 % 100:02d} {n % 100:02d}"  # noqa: E501
-    if cc == "ES":
-        if len(city.area_code) == 2:
-            n = r % 10_000_000
-            return f"+34 {city.area_code} {n // 10_000:03d} {n // 100 % 100:02d} {n % 100:02d}"
-        n = r % 1_000_000
-        return f"+34 {city.area_code} {n // 10_000:02d} {n // 100 % 100:02d} {n % 100:02d}"
-    n = r % 10_000_000
-    return f"+48 {city.area_code} {n // 10_000:03d} {n // 100 % 100:02d} {n % 100:02d}"
+_D2 = tuple(f"{n:02d}" for n in range(100))
 
 
-def format_mobile(country: Country, r: int) -> str:
-    """Return a mobile number in the country's usual notation."""
-    prefix = country.mobile_prefixes[r % len(country.mobile_prefixes)]
-    r //= 16
+def landline_prefix(country: Country, city: City) -> str:
+    """Return the international prefix and area code of a city, e.g. ``"+39 02 "``."""
+    calling = {"IT": "+39", "DE": "+49", "FR": "+33", "ES": "+34", "PL": "+48"}[country.code]
+    return f"{calling} {city.area_code} "
+
+
+def landline_formatter(country: Country) -> Callable[[str, int, int], str]:
+    """Return ``f(prefix, x, y)`` writing a landline number in the country's notation.
+
+    ``prefix`` comes from :func:`landline_prefix`; ``x`` and ``y`` are random 16-bit values.
+    """
+    d2 = _D2
+    cc = country.code
+    if cc in ("IT", "DE"):
+        return lambda prefix, x, y: f"{prefix}{((x << 7) ^ y) % 10_000_000:07d}"
+    if cc == "FR":
+        return lambda prefix, x, y: (
+            f"{prefix}{d2[x % 100]} {d2[(x >> 7) % 100]} {d2[y % 100]} {d2[(y >> 7) % 100]}"
+        )
+    if cc == "ES":
+
+        def spanish(prefix: str, x: int, y: int) -> str:
+            if len(prefix) == 7:  # "+34 91 ": two-digit area, seven-digit number
+                return f"{prefix}{x % 1000:03d} {d2[y % 100]} {d2[(y >> 7) % 100]}"
+            return f"{prefix}{d2[x % 100]} {d2[(x >> 7) % 100]} {d2[y % 100]}"
+
+        return spanish
+    return lambda prefix, x, y: f"{prefix}{x % 1000:03d} {d2[y % 100]} {d2[(y >> 7) % 100]}"
+
+
+def mobile_formatter(country: Country) -> Callable[[int, int], str]:
+    """Return ``f(x, y)`` writing a mobile number in the country's notation (random 16-bit
+    ``x`` and ``y``)."""
+    d2 = _D2
+    prefixes = country.mobile_prefixes
+    n = len(prefixes)
     cc = country.code
     if cc == "IT":
-        return f"+39 {prefix} {r % 10_000_000:07d}"
+        return lambda x, y: f"+39 {prefixes[y % n]} {((x << 7) ^ y) % 10_000_000:07d}"
     if cc == "DE":
-        return f"+49 {prefix} {r % 100_000_000:08d}"
+        return lambda x, y: f"+49 {prefixes[y % n]} {((x << 11) ^ y) % 100_000_000:08d}"
     if cc == "FR":
-        n = r % 100_000_000
-        return f"+33 {prefix} {n // 1_000_000:02d} {n // 10_000 % 100:02d} {n // 100 % 100:02d} {n % 100:02d}"  # noqa: E501
+        return lambda x, y: (
+            f"+33 {prefixes[y & 1]} {d2[x % 100]} {d2[(x >> 7) % 100]} {d2[(y >> 1) % 100]} "
+            f"{d2[(y >> 8) % 100]}"
+        )
     if cc == "ES":
-        n = r % 1_000_000
-        return f"+34 {prefix} {n // 10_000:02d} {n // 100 % 100:02d} {n % 100:02d}"
-    n = r % 1_000_000
-    return f"+48 {prefix} {n // 1000:03d} {n % 1000:03d}"
+        return lambda x, y: (
+            f"+34 {prefixes[y % n]} {d2[x % 100]} {d2[(x >> 7) % 100]} {d2[(y >> 4) % 100]}"
+        )
+    return lambda x, y: f"+48 {prefixes[y % n]} {x % 1000:03d} {(y >> 4) % 1000:03d}"
 
 
 def format_street(country: Country, street: str, number: int) -> str:
