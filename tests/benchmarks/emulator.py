@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     service = statistics.median(service_rates)
     generate = statistics.median(generate_rates)
     print(
-        f"emulator benchmark: {entity_set}, {records:,} records x {args.runs} runs, pages of {args.page_size:,}"
+        f"emulator benchmark: {entity_set}, {records:,} records x {args.runs} runs, "
+        f"pages of {args.page_size:,}"
     )
     print(f"{'path':<36}{'records/s (median)':>20}{'ratio':>10}")
     print(f"{'HTTP (uvicorn+uvloop, msgspec)':<36}{http:>20,.0f}{http / service:>10.2f}")
