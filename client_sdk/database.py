@@ -184,6 +184,16 @@ BASE_MIGRATIONS: Final[tuple[Migration, ...]] = (
         name="record_field_indexes",
         statements=tuple(field_index_statement(e, f) for e, f in DEFAULT_FIELD_INDEXES),
     ),
+    Migration(
+        version=4,
+        name="deferred_indexes",
+        statements=(
+            """CREATE TABLE deferred_indexes(
+                name TEXT PRIMARY KEY,
+                sql TEXT NOT NULL
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 
 _UPSERT_RECORD_SQL: Final = (
@@ -375,6 +385,60 @@ def _existing_docs(conn: Connection, entity: str, ids: list[str]) -> dict[str, i
     )
 
 
+@contextlib.contextmanager
+def _atomic(conn: Connection) -> Iterator[None]:
+    """A write transaction, or a savepoint inside the caller's one."""
+    nested = conn.in_transaction
+    conn.execute("SAVEPOINT crmsync_atomic" if nested else "BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            if nested:
+                conn.execute("ROLLBACK TO crmsync_atomic")
+                conn.execute("RELEASE crmsync_atomic")
+            else:
+                conn.execute("ROLLBACK")
+        raise
+    conn.execute("RELEASE crmsync_atomic" if nested else "COMMIT")
+
+
+def _defer_indexes(conn: Connection, entity: str) -> int:
+    """Drop the partial indexes of ``records`` scoped to ``entity``, remembering them.
+
+    Runs inside the caller's transaction, so the drop and its record commit together.
+    """
+    scoped = re.compile(rf"\bWHERE\s+entity\s*=\s*'{re.escape(entity)}'\s*$", re.IGNORECASE)
+    dropped = 0
+    for name, sql in conn.execute(
+        "SELECT name, sql FROM sqlite_master"
+        " WHERE type = 'index' AND tbl_name = 'records' AND sql IS NOT NULL"
+    ).fetchall():
+        if scoped.search(sql):
+            conn.execute(
+                "INSERT OR REPLACE INTO deferred_indexes(name, sql) VALUES (?, ?)", (name, sql)
+            )
+            conn.execute(f'DROP INDEX "{name}"')
+            dropped += 1
+    return dropped
+
+
+def _restore_deferred_indexes(conn: Connection) -> int:
+    """Re-create indexes dropped by a bulk load (a sort each: far cheaper than inserts)."""
+    pending = conn.execute("SELECT name, sql FROM deferred_indexes").fetchall()
+    if not pending:
+        return 0
+    with _atomic(conn):
+        for name, sql in pending:
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
+            ).fetchone()
+            if exists is None:
+                conn.execute(sql)
+            conn.execute("DELETE FROM deferred_indexes WHERE name = ?", (name,))
+    return len(pending)
+
+
 class LocalDatabase:
     """An open, unlocked local replica. Not thread-safe: use from one thread at a time.
 
@@ -391,6 +455,8 @@ class LocalDatabase:
         self._key_id = key_id
         self._db: sqlite_utils.Database | None = None
         self._savepoints = itertools.count()
+        self._bulk_depth = 0
+        self._bulk_entities: set[str] = set()
         self.migrations_applied_at_open = applied_migrations
 
     # --- lifecycle -------------------------------------------------------------------
@@ -492,6 +558,9 @@ class LocalDatabase:
         try:
             _configure(conn, cache_kib)
             applied = _migrate(conn, (*BASE_MIGRATIONS, *migrations))
+            # A bulk load that never finished (app killed mid-bootstrap) left its
+            # indexes dropped: queries would still be right, only slow. Rebuild now.
+            _restore_deferred_indexes(conn)
         except BaseException:
             conn.close()
             raise
@@ -574,6 +643,30 @@ class LocalDatabase:
             raise
         conn.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """Defer the per-entity field indexes while loading many records (bootstrap).
+
+        Inside, the first ``upsert_records`` of each entity drops that entity's partial
+        indexes (``... WHERE entity = '<entity>'``, e.g. contacts by parent account);
+        they are rebuilt once, by sorting, when the outermost ``bulk_load`` exits.
+        Their keys are random, so maintaining them row by row rewrites pages all over
+        them in every transaction and the load slows down as the replica grows, while
+        ``records`` and ``search_index`` only append (a snapshot arrives in key order).
+        Queries inside stay correct, only index-less. Re-entrant; may span many
+        transactions. If the app dies inside, the next :meth:`open` rebuilds them.
+        """
+        self.conn  # noqa: B018 - raises DatabaseClosedError when closed
+        self._bulk_depth += 1
+        try:
+            yield
+        finally:
+            self._bulk_depth -= 1
+            if self._bulk_depth == 0:
+                self._bulk_entities.clear()
+                if self._conn is not None:
+                    _restore_deferred_indexes(self._conn)
+
     # --- records ---------------------------------------------------------------------
 
     def upsert_records(
@@ -621,6 +714,10 @@ class LocalDatabase:
                 _entity_literal(r.entity)
                 n = 0
             counts[r.entity] = n + 1
+        if self._bulk_depth:
+            for entity in counts.keys() - self._bulk_entities:
+                _defer_indexes(conn, entity)
+                self._bulk_entities.add(entity)
         first_doc = {e: allocate_docs(conn, e, n) for e, n in counts.items()}
         next_doc = dict(first_doc)
         record_rows = []

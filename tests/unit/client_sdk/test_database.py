@@ -513,3 +513,45 @@ def test_keystore_opened_database(db_path: Path, keystore_key: KeystoreKey) -> N
         LocalDatabase.open(db_path, KeystoreKey(b"\xff" * 32))
     with LocalDatabase.open(db_path, keystore_key) as db:
         assert db.count_records() == 1
+
+
+# --- bulk load -----------------------------------------------------------------------
+
+
+def record_indexes(db: LocalDatabase) -> set[str]:
+    return {
+        name
+        for (name,) in db.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'records'"
+            " AND sql IS NOT NULL"
+        )
+    }
+
+
+def test_bulk_load_defers_and_rebuilds_field_indexes(local_db: LocalDatabase) -> None:
+    before = record_indexes(local_db)
+    contact_index = "records_contact__parentcustomerid_value"
+    assert contact_index in before
+    with local_db.bulk_load():
+        assert record_indexes(local_db) == before  # nothing written yet
+        with local_db.bulk_load():  # re-entrant
+            local_db.upsert_records([contact(f"c{i}", f"P {i}", "a1") for i in range(20)])
+        # Only the indexes scoped to the entities written are deferred.
+        assert record_indexes(local_db) == before - {contact_index}
+        # Still correct without the index.
+        assert len(local_db.find_records("contact", "_parentcustomerid_value", "a1")) == 20
+    assert record_indexes(local_db) == before
+    assert local_db.conn.execute("SELECT count(*) FROM deferred_indexes").fetchone()[0] == 0
+    assert len(local_db.find_records("contact", "_parentcustomerid_value", "a1")) == 20
+
+
+def test_bulk_load_interrupted_is_repaired_on_open(
+    local_db: LocalDatabase, db_path: Path, passphrase: Passphrase
+) -> None:
+    before = record_indexes(local_db)
+    with local_db.bulk_load():
+        local_db.upsert_records([contact("c1", "P", "a1")])
+        local_db.close()  # the app is killed mid-bootstrap
+    with LocalDatabase.open(db_path, passphrase) as db:
+        assert record_indexes(db) == before
+        assert db.find_records("contact", "_parentcustomerid_value", "a1")[0].id == "c1"
