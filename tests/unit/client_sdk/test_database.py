@@ -95,13 +95,15 @@ def test_plaintext_never_reaches_disk_including_wal(local_db: LocalDatabase, db_
 
 
 def test_phone_friendly_pragmas(local_db: LocalDatabase) -> None:
-    pragma = lambda name: local_db.conn.execute(f"PRAGMA {name}").fetchone()[0]  # noqa: E731
+    def pragma(name: str) -> object:
+        return local_db.conn.execute(f"PRAGMA {name}").fetchone()[0]
+
     assert pragma("journal_mode") == "wal"
     assert pragma("synchronous") == 1  # NORMAL
     assert pragma("mmap_size") == 0
     assert pragma("temp_store") == 2  # MEMORY
     assert pragma("cache_size") == -database.DEFAULT_CACHE_KIB
-    assert pragma("cipher_version").startswith("4.")
+    assert str(pragma("cipher_version")).startswith("4.")
 
 
 def test_wrong_passphrase_on_open(
@@ -481,13 +483,14 @@ def test_ensure_field_index(local_db: LocalDatabase) -> None:
 
 def test_sqlite_utils_runs_on_the_encrypted_connection(local_db: LocalDatabase) -> None:
     assert isinstance(local_db.db, sqlite_utils.Database)
-    local_db.db["notes"].insert_all([{"id": 1, "body": SECRET}, {"id": 2, "body": "b"}], pk="id")
-    local_db.db["notes"].upsert({"id": 2, "body": "c"}, pk="id")
+    notes = local_db.db.table("notes")
+    notes.insert_all([{"id": 1, "body": SECRET}, {"id": 2, "body": "b"}], pk="id")
+    notes.upsert({"id": 2, "body": "c"}, pk="id")
     assert list(local_db.db.query("SELECT body FROM notes ORDER BY id")) == [
         {"body": SECRET},
         {"body": "c"},
     ]
-    assert local_db.db["notes"].count == 2
+    assert notes.count == 2
     with local_db.db.atomic():
         local_db.upsert_records([account("a1", "Inside sqlite-utils atomic")])
     assert local_db.count_records() == 1
