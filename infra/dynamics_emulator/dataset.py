@@ -20,7 +20,7 @@ from typing import Any
 
 from infra.dynamics_emulator.clock import Clock
 from infra.dynamics_emulator.errors import InvalidArgumentError, RecordNotFoundError
-from infra.dynamics_emulator.generator import LOGICAL, DatasetGenerator, Row
+from infra.dynamics_emulator.generator import LOGICAL, DatasetGenerator, Row, Values
 from infra.dynamics_emulator.identity import derive_key, format_guid, mix64
 from infra.dynamics_emulator.labels import DEFAULT_STATUS
 from infra.dynamics_emulator.overlay import OverlayEntry, OverlayStore
@@ -51,6 +51,9 @@ class Dataset:
         self.clock = clock
         self.default_actor = generator.user_guid(0)
         self._name_cache = lru_cache(maxsize=65_536)(self._primary_name_uncached)
+        self._key_positions = {
+            name: generator.layout(name).index(table.key) for name, table in TABLES.items()
+        }
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -96,6 +99,15 @@ class Dataset:
         row = self.get(entity_set, guid)
         return None if row is None else row.get(TABLES[entity_set].primary_name)
 
+    def key_of(self, entity_set: str, item: Row | Values) -> str:
+        """Return the primary key of a row or value tuple returned by :meth:`scan`."""
+        if type(item) is tuple:
+            key: str = item[self._key_positions[entity_set]]
+            return key
+        assert isinstance(item, dict)
+        value: str = item[TABLES[entity_set].key]
+        return value
+
     def position(self, entity_set: str, guid: str) -> tuple[int, int | str]:
         """Return the sort key of a GUID in key order (it need not exist)."""
         index = self.generator.index_of(entity_set, guid)
@@ -109,9 +121,10 @@ class Dataset:
         descending: bool,
         predicate: Predicate | None,
         limit: int,
-    ) -> tuple[list[Row], bool]:
+    ) -> tuple[list[Row | Values], bool]:
         """Return up to ``limit`` matching rows in key order after ``after``, and whether more
-        matching rows follow.
+        matching rows follow. Untouched generated records may come as value tuples
+        (see :meth:`DatasetGenerator.layout`); use :meth:`key_of` to read their key.
 
         Args:
             entity_set: Table.
@@ -124,7 +137,7 @@ class Dataset:
         n = self.generator.count(entity_set)
         if not descending and predicate is None and not overlay.by_index:
             return self._scan_fast(entity_set, after, limit, n)
-        rows: list[Row] = []
+        rows: list[Row | Values] = []
         iterator = self._iterate(entity_set, after, descending)
         for row in iterator:
             if predicate is None or predicate(row):
@@ -135,13 +148,13 @@ class Dataset:
 
     def _scan_fast(
         self, entity_set: str, after: str | None, limit: int, n: int
-    ) -> tuple[list[Row], bool]:
+    ) -> tuple[list[Row | Values], bool]:
         """Unfiltered ascending scan of a table whose base records are all untouched."""
         overlay = self.overlay.table(entity_set)
         start, created_from = self._start(entity_set, after, n)
-        build = self.generator.builder(entity_set)
+        build = self.generator.values(entity_set)
         stop = min(n, start + limit)
-        rows = [build(i) for i in range(start, stop)] if start < n else []
+        rows: list[Row | Values] = [build(i) for i in range(start, stop)] if start < n else []
         if len(rows) < limit:
             created = overlay.created
             by_guid = overlay.by_guid

@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from infra.dynamics_emulator.identity import HEX4, TableIdentity, derive_key, mix64
-from infra.dynamics_emulator.schema import TABLES, VERSION_STRIDE, Table
+from infra.dynamics_emulator.schema import TABLES, VERSION_STRIDE, Kind, Table
 from infra.dynamics_emulator.vocabulary import (
     COUNTRIES,
     COUNTRY_WEIGHTS,
@@ -49,13 +49,12 @@ from infra.dynamics_emulator.vocabulary import (
 )
 
 Row = dict[str, Any]
+#: A generated record as a tuple, laid out as :meth:`DatasetGenerator.layout` says.
+Values = tuple[Any, ...]
 
 NAV = "@Microsoft.Dynamics.CRM.associatednavigationproperty"
 LOGICAL = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 
-_PARENTCUSTOMERID_LOGICAL = "_parentcustomerid_value" + LOGICAL
-_CUSTOMERID_LOGICAL = "_customerid_value" + LOGICAL
-_REGARDINGOBJECTID_LOGICAL = "_regardingobjectid_value" + LOGICAL
 
 #: First version number of generated records; overlay versions start above all of them.
 VERSION_BASE = 100_000
@@ -220,13 +219,26 @@ class DatasetGenerator:
         self._territory_guid = [territories.guid(t) for t in range(self.counts["territories"])]
         currencies = self.ids["transactioncurrencies"]
         self._currency_guid = [currencies.guid(c) for c in range(len(_CURRENCIES))]
+        self._layouts: dict[str, tuple[str, ...]] = {}
+        self._widths: dict[str, int] = {}
+        self._polymorphic: dict[str, tuple[tuple[int, str], ...]] = {}
+        for name, table in TABLES.items():
+            columns = ("@odata.etag", *table.column_names())
+            extra = tuple(
+                c.name + LOGICAL
+                for c in table.columns
+                if c.kind is Kind.LOOKUP and len(c.targets) > 1
+            )
+            self._layouts[name] = columns + extra
+            self._widths[name] = len(columns)
+            self._polymorphic[name] = tuple((len(columns) + n, key) for n, key in enumerate(extra))
         self._account_ids = self.ids["accounts"]
         self._contact_ids = self.ids["contacts"]
         self._last_account = -1
         self._last_account_ref = ("", 0, 0)
         self._date_key = derive_key(seed, 0xDA7E)
         self._date_cache: list[tuple[str, str] | None] = [None] * 65_536
-        self._builders: dict[str, Callable[[int], Row]] = {
+        self._values: dict[str, Callable[[int], Values]] = {
             "accounts": self.account,
             "contacts": self.contact,
             "leads": self.lead,
@@ -257,12 +269,32 @@ class DatasetGenerator:
         return VERSION_BASE + index * VERSION_STRIDE + table.code
 
     def row(self, entity_set: str, index: int) -> Row:
-        """Return base record ``index`` of a table (see the module docstring for its shape)."""
-        return self._builders[entity_set](index)
+        """Return base record ``index`` of a table as a dict (see the module docstring)."""
+        return self.to_row(entity_set, self._values[entity_set](index))
 
     def builder(self, entity_set: str) -> Callable[[int], Row]:
-        """Return the row function of a table, for tight loops."""
-        return self._builders[entity_set]
+        """Return a function building dict rows of a table."""
+        values = self._values[entity_set]
+        to_row = self.to_row
+        return lambda index: to_row(entity_set, values(index))
+
+    def values(self, entity_set: str) -> Callable[[int], Values]:
+        """Return the tuple builder of a table (the fast path; see :meth:`layout`)."""
+        return self._values[entity_set]
+
+    def layout(self, entity_set: str) -> tuple[str, ...]:
+        """Return the keys of a table's value tuples: ``@odata.etag``, the columns in schema
+        order, then the lookup-logical-name annotation of each polymorphic lookup."""
+        return self._layouts[entity_set]
+
+    def to_row(self, entity_set: str, values: Values) -> Row:
+        """Turn a value tuple into a dict row (annotations only for non-null lookups)."""
+        width = self._widths[entity_set]
+        row = dict(zip(self._layouts[entity_set][:width], values[:width], strict=True))
+        for position, key in self._polymorphic[entity_set]:
+            if values[position] is not None:
+                row[key] = values[position]
+        return row
 
     def user_guid(self, user: int) -> str:
         """Return the GUID of system user ``user``."""
@@ -310,7 +342,7 @@ class DatasetGenerator:
 
     # -- tables -------------------------------------------------------------------------------
 
-    def account(self, i: int) -> Row:
+    def account(self, i: int) -> Values:
         """Return account ``i``."""
         guid, c0, c1, c2, c3, c4, c5, c6, c7 = self._account_ids.bits(i)
         u = ((c2 << 16) | c3) % self._n_users
@@ -328,34 +360,34 @@ class DatasetGenerator:
         modifier = self._user_guid[((c1 << 16) | c4) % self._n_users] if c0 & 3 == 0 else owner
         active = (c6 >> 4) % 10 != 0
         version = VERSION_BASE + i * VERSION_STRIDE + 1
-        return {
-            "@odata.etag": f'W/"{version}"',
-            "name": name,
-            "accountnumber": f"ACC-{i + 1:07d}",
-            "telephone1": pools.landline(city.phone_prefix, c0, c1),
-            "emailaddress1": f"{country.mailbox}@{domain}",
-            "address1_line1": pools.street_lines[((c7 << 8) ^ c4) % pools.n_street_lines],
-            "address1_city": city.name,
-            "address1_postalcode": city.postal_codes[(c6 ^ c1) % len(city.postal_codes)],
-            "address1_country": country.name,
-            "industrycode": _INDUSTRIES[(c7 >> 8) % 10],
-            "revenue": float((((c0 << 8) ^ c1) % 50_000 + 10) * 1_000),
-            "numberofemployees": 5 + (c1 & 63) * (1 + (c0 >> 11)),
-            "description": pools.descriptions[ri][c1 % 25] if c7 >> 15 else None,
-            "_primarycontactid_value": contact,
-            "_transactioncurrencyid_value": self._currency_guid[1 if ci == 4 else 0],
-            "_territoryid_value": self._territory_guid[ci * 5 + ri],
-            "_ownerid_value": owner,
-            "_modifiedby_value": modifier,
-            "statecode": 0 if active else 1,
-            "statuscode": 1 if active else 2,
-            "createdon": created,
-            "modifiedon": modified,
-            "versionnumber": version,
-            "accountid": guid,
-        }
+        return (
+            f'W/"{version}"',
+            name,
+            f"ACC-{i + 1:07d}",
+            pools.landline(city.phone_prefix, c0, c1),
+            f"{country.mailbox}@{domain}",
+            pools.street_lines[((c7 << 8) ^ c4) % pools.n_street_lines],
+            city.name,
+            city.postal_codes[(c6 ^ c1) % len(city.postal_codes)],
+            country.name,
+            _INDUSTRIES[(c7 >> 8) % 10],
+            float((((c0 << 8) ^ c1) % 50_000 + 10) * 1_000),
+            5 + (c1 & 63) * (1 + (c0 >> 11)),
+            pools.descriptions[ri][c1 % 25] if c7 >> 15 else None,
+            contact,
+            self._currency_guid[1 if ci == 4 else 0],
+            self._territory_guid[ci * 5 + ri],
+            owner,
+            modifier,
+            0 if active else 1,
+            1 if active else 2,
+            created,
+            modified,
+            version,
+            guid,
+        )
 
-    def contact(self, j: int) -> Row:
+    def contact(self, j: int) -> Values:
         """Return contact ``j``."""
         guid, c0, c1, c2, c3, c4, c5, c6, c7 = self._contact_ids.bits(j)
         n_accounts = self.counts["accounts"]
@@ -384,32 +416,30 @@ class DatasetGenerator:
         created, modified = self._dates(c7 ^ c0)
         owner = self._user_guid[u]
         version = VERSION_BASE + j * VERSION_STRIDE + 2
-        row: Row = {
-            "@odata.etag": f'W/"{version}"',
-            "firstname": first,
-            "lastname": last,
-            "fullname": fullname,
-            "jobtitle": country.job_titles[(c4 >> 1) % len(country.job_titles)],
-            "emailaddress1": email,
-            "mobilephone": pools.mobile(c0, c1),
-            "telephone1": pools.landline(city.phone_prefix, c7, c1) if c3 & 3 else None,
-            "address1_city": city.name,
-            "address1_country": country.name,
-        }
-        if parent is not None:
-            row[_PARENTCUSTOMERID_LOGICAL] = "account"
-        row["_parentcustomerid_value"] = parent
-        row["_ownerid_value"] = owner
-        row["_modifiedby_value"] = owner
-        row["statecode"] = 0 if active else 1
-        row["statuscode"] = 1 if active else 2
-        row["createdon"] = created
-        row["modifiedon"] = modified
-        row["versionnumber"] = version
-        row["contactid"] = guid
-        return row
+        return (
+            f'W/"{version}"',
+            first,
+            last,
+            fullname,
+            country.job_titles[(c4 >> 1) % len(country.job_titles)],
+            email,
+            pools.mobile(c0, c1),
+            pools.landline(city.phone_prefix, c7, c1) if c3 & 3 else None,
+            city.name,
+            country.name,
+            parent,
+            owner,
+            owner,
+            0 if active else 1,
+            1 if active else 2,
+            created,
+            modified,
+            version,
+            guid,
+            "account" if parent is not None else None,
+        )
 
-    def lead(self, i: int) -> Row:
+    def lead(self, i: int) -> Values:
         """Return lead ``i``."""
         guid, c0, c1, c2, c3, c4, c5, c6, c7 = self.ids["leads"].bits(i)
         u = ((c2 << 16) | c3) % self._n_users
@@ -434,29 +464,29 @@ class DatasetGenerator:
         created, modified = self._dates(c3 ^ c7)
         owner = self._user_guid[u]
         version = VERSION_BASE + i * VERSION_STRIDE + 3
-        return {
-            "@odata.etag": f'W/"{version}"',
-            "subject": f"{country.lead_prefix} {country.products[(c4 >> 1) % len(country.products)]}",  # noqa: E501
-            "firstname": first,
-            "lastname": last,
-            "fullname": fullname,
-            "companyname": company,
-            "emailaddress1": f"{local}@{providers[(c7 >> 3) % len(providers)]}",
-            "telephone1": pools.landline(city.phone_prefix, c0, c1),
-            "address1_city": city.name,
-            "address1_country": country.name,
-            "leadsourcecode": 1 + c1 % 10,
-            "_ownerid_value": owner,
-            "_modifiedby_value": owner,
-            "statecode": state,
-            "statuscode": status,
-            "createdon": created,
-            "modifiedon": modified,
-            "versionnumber": version,
-            "leadid": guid,
-        }
+        return (
+            f'W/"{version}"',
+            f"{country.lead_prefix} {country.products[(c4 >> 1) % len(country.products)]}",
+            first,
+            last,
+            fullname,
+            company,
+            f"{local}@{providers[(c7 >> 3) % len(providers)]}",
+            pools.landline(city.phone_prefix, c0, c1),
+            city.name,
+            country.name,
+            1 + c1 % 10,
+            owner,
+            owner,
+            state,
+            status,
+            created,
+            modified,
+            version,
+            guid,
+        )
 
-    def opportunity(self, k: int) -> Row:
+    def opportunity(self, k: int) -> Values:
         """Return opportunity ``k``."""
         guid, c0, c1, c2, c3, c4, c5, c6, c7 = self.ids["opportunities"].bits(k)
         n_accounts = self.counts["accounts"]
@@ -480,34 +510,30 @@ class DatasetGenerator:
         owner = self._user_guid[u]
         version = VERSION_BASE + k * VERSION_STRIDE + 4
         product = country.products[c0 % len(country.products)]
-        row: Row = {
-            "@odata.etag": f'W/"{version}"',
-            "name": f"{product} {2020 + c1 % 6}/{k % 10_000:04d}",
-        }
-        if account is not None:
-            row[_CUSTOMERID_LOGICAL] = "account"
-        row["_customerid_value"] = account
-        row["_parentaccountid_value"] = account
-        row["estimatedvalue"] = float(((c6 ^ c1) % 5_000 + 1) * 100)
-        row["closeprobability"] = (
-            100 if state == 1 else (0 if state == 2 else _STAGE_PROBABILITY[stage])
+        return (
+            f'W/"{version}"',
+            f"{product} {2020 + c1 % 6}/{k % 10_000:04d}",
+            account,
+            account,
+            float(((c6 ^ c1) % 5_000 + 1) * 100),
+            (100 if state == 1 else (0 if state == 2 else _STAGE_PROBABILITY[stage])),
+            stage,
+            _STEPNAMES[stage],
+            self._day(close),
+            None,
+            self._currency_guid[1 if ci == 4 else 0],
+            owner,
+            owner,
+            state,
+            status,
+            created,
+            modified,
+            version,
+            guid,
+            "account" if account is not None else None,
         )
-        row["salesstage"] = stage
-        row["stepname"] = _STEPNAMES[stage]
-        row["estimatedclosedate"] = self._day(close)
-        row["description"] = None
-        row["_transactioncurrencyid_value"] = self._currency_guid[1 if ci == 4 else 0]
-        row["_ownerid_value"] = owner
-        row["_modifiedby_value"] = owner
-        row["statecode"] = state
-        row["statuscode"] = status
-        row["createdon"] = created
-        row["modifiedon"] = modified
-        row["versionnumber"] = version
-        row["opportunityid"] = guid
-        return row
 
-    def quote(self, q: int) -> Row:
+    def quote(self, q: int) -> Values:
         """Return quote ``q``."""
         guid, c0, _, c2, c3, c4, c5, c6, c7 = self.ids["quotes"].bits(q)
         n_opps = self.counts["opportunities"]
@@ -534,29 +560,27 @@ class DatasetGenerator:
         owner = self._user_guid[u]
         version = VERSION_BASE + q * VERSION_STRIDE + 5
         product = country.products[c0 % len(country.products)]
-        row: Row = {
-            "@odata.etag": f'W/"{version}"',
-            "name": f"{country.quote_word} {product}",
-            "quotenumber": f"QUO-{q + 1:05d}-{HEX4[c5].upper()}{HEX4[c6][:2].upper()}",
-            "totalamount": float((((c4 << 8) ^ c7) % 200_000 + 50) * 10),
-            "description": None,
-            "_opportunityid_value": opportunity,
-        }
-        if account is not None:
-            row[_CUSTOMERID_LOGICAL] = "account"
-        row["_customerid_value"] = account
-        row["_transactioncurrencyid_value"] = self._currency_guid[1 if ci == 4 else 0]
-        row["_ownerid_value"] = owner
-        row["_modifiedby_value"] = owner
-        row["statecode"] = state
-        row["statuscode"] = status
-        row["createdon"] = created
-        row["modifiedon"] = modified
-        row["versionnumber"] = version
-        row["quoteid"] = guid
-        return row
+        return (
+            f'W/"{version}"',
+            f"{country.quote_word} {product}",
+            f"QUO-{q + 1:05d}-{HEX4[c5].upper()}{HEX4[c6][:2].upper()}",
+            float((((c4 << 8) ^ c7) % 200_000 + 50) * 10),
+            None,
+            opportunity,
+            account,
+            self._currency_guid[1 if ci == 4 else 0],
+            owner,
+            owner,
+            state,
+            status,
+            created,
+            modified,
+            version,
+            guid,
+            "account" if account is not None else None,
+        )
 
-    def appointment(self, n: int) -> Row:
+    def appointment(self, n: int) -> Values:
         """Return appointment ``n``."""
         guid, c0, c1, c2, c3, c4, c5, c6, c7 = self.ids["appointments"].bits(n)
         n_accounts = self.counts["accounts"]
@@ -592,29 +616,27 @@ class DatasetGenerator:
         created, modified = self._dates(c3 ^ c1)
         owner = self._user_guid[u]
         version = VERSION_BASE + n * VERSION_STRIDE + 6
-        row: Row = {
-            "@odata.etag": f'W/"{version}"',
-            "subject": f"{country.visit_word}: {country.products[c1 % len(country.products)]}",
-            "scheduledstart": self.iso(start),
-            "scheduledend": self.iso(end),
-            "location": cities[c0 % len(cities)].name,
-            "isalldayevent": all_day,
-            "description": None,
-        }
-        if regarding is not None:
-            row[_REGARDINGOBJECTID_LOGICAL] = target
-        row["_regardingobjectid_value"] = regarding
-        row["_ownerid_value"] = owner
-        row["_modifiedby_value"] = owner
-        row["statecode"] = state
-        row["statuscode"] = status
-        row["createdon"] = created
-        row["modifiedon"] = modified
-        row["versionnumber"] = version
-        row["activityid"] = guid
-        return row
+        return (
+            f'W/"{version}"',
+            f"{country.visit_word}: {country.products[c1 % len(country.products)]}",
+            self.iso(start),
+            self.iso(end),
+            cities[c0 % len(cities)].name,
+            all_day,
+            None,
+            regarding,
+            owner,
+            owner,
+            state,
+            status,
+            created,
+            modified,
+            version,
+            guid,
+            target if regarding is not None else None,
+        )
 
-    def systemuser(self, u: int) -> Row:
+    def systemuser(self, u: int) -> Values:
         """Return system user ``u`` (a field user with a country and a territory)."""
         guid, c0, c1, _, _, c4, c5, c6, c7 = self.ids["systemusers"].bits(u)
         ci = self._user_country[u]
@@ -627,56 +649,56 @@ class DatasetGenerator:
         login = f"{local}{u}@contoso-{country.tld}.example"
         created, modified = self._dates(c7 ^ c0)
         version = VERSION_BASE + u * VERSION_STRIDE + 7
-        return {
-            "@odata.etag": f'W/"{version}"',
-            "firstname": first,
-            "lastname": last,
-            "fullname": fullname,
-            "internalemailaddress": login,
-            "domainname": login,
-            "jobtitle": country.job_titles[(c4 >> 1) % len(country.job_titles)],
-            "address1_country": country.name,
-            "_territoryid_value": self._territory_guid[ci * 5 + self._user_region[u]],
-            "isdisabled": c1 % 100 == 0,
-            "_modifiedby_value": self._user_guid[0],
-            "createdon": created,
-            "modifiedon": modified,
-            "versionnumber": version,
-            "systemuserid": guid,
-        }
+        return (
+            f'W/"{version}"',
+            first,
+            last,
+            fullname,
+            login,
+            login,
+            country.job_titles[(c4 >> 1) % len(country.job_titles)],
+            country.name,
+            self._territory_guid[ci * 5 + self._user_region[u]],
+            c1 % 100 == 0,
+            self._user_guid[0],
+            created,
+            modified,
+            version,
+            guid,
+        )
 
-    def territory(self, t: int) -> Row:
+    def territory(self, t: int) -> Values:
         """Return territory ``t`` (country ``t // 5``, sales region ``t % 5``)."""
         guid, _, _, _, _, _, _, c6, c7 = self.ids["territories"].bits(t)
         country = COUNTRIES[t // 5]
         region = country.regions[t % 5]
         created, modified = self._dates(c6 ^ c7)
         version = VERSION_BASE + t * VERSION_STRIDE + 8
-        return {
-            "@odata.etag": f'W/"{version}"',
-            "name": territory_name(country, region),
-            "description": f"{country.name}: {region.name}",
-            "_modifiedby_value": self._user_guid[0],
-            "createdon": created,
-            "modifiedon": modified,
-            "versionnumber": version,
-            "territoryid": guid,
-        }
+        return (
+            f'W/"{version}"',
+            territory_name(country, region),
+            f"{country.name}: {region.name}",
+            self._user_guid[0],
+            created,
+            modified,
+            version,
+            guid,
+        )
 
-    def transactioncurrency(self, c: int) -> Row:
+    def transactioncurrency(self, c: int) -> Values:
         """Return currency ``c`` (0: EUR, 1: PLN)."""
         guid, _, _, _, _, _, _, c6, c7 = self.ids["transactioncurrencies"].bits(c)
         name, iso, symbol = _CURRENCIES[c]
         created, modified = self._dates(c6 ^ c7)
         version = VERSION_BASE + c * VERSION_STRIDE + 9
-        return {
-            "@odata.etag": f'W/"{version}"',
-            "currencyname": name,
-            "isocurrencycode": iso,
-            "currencysymbol": symbol,
-            "_modifiedby_value": self._user_guid[0],
-            "createdon": created,
-            "modifiedon": modified,
-            "versionnumber": version,
-            "transactioncurrencyid": guid,
-        }
+        return (
+            f'W/"{version}"',
+            name,
+            iso,
+            symbol,
+            self._user_guid[0],
+            created,
+            modified,
+            version,
+            guid,
+        )

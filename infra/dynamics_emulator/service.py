@@ -36,7 +36,7 @@ from infra.dynamics_emulator.errors import (
     VersionMismatchError,
 )
 from infra.dynamics_emulator.formatting import ValueFormatter, choose_language
-from infra.dynamics_emulator.generator import Row
+from infra.dynamics_emulator.generator import Row, Values
 from infra.dynamics_emulator.identity import normalize_guid
 from infra.dynamics_emulator.odata_filter import FilterPlan, compile_filter
 from infra.dynamics_emulator.payload import decode_body, parse_payload
@@ -341,7 +341,7 @@ class WebApiService:
         after: str | None,
         descending: bool,
         limit: int,
-    ) -> tuple[list[Row], bool]:
+    ) -> tuple[list[Row | Values], bool]:
         dataset = self.dataset
         if plan is None:
             return dataset.scan(
@@ -384,7 +384,7 @@ class WebApiService:
         after: str | None,
         descending: bool,
         limit: int,
-    ) -> tuple[list[Row], bool]:
+    ) -> tuple[list[Row | Values], bool]:
         overlay = self.dataset.overlay.table(table.entity_set)
         ordered = sorted(
             (
@@ -403,7 +403,7 @@ class WebApiService:
                 start = next((i for i, k in enumerate(keys) if k < bound), len(keys))
             else:
                 start = bisect.bisect_right(keys, bound)
-        rows: list[Row] = []
+        rows: list[Row | Values] = []
         for _, row in ordered[start:]:
             assert row is not None
             if plan.predicate(row):
@@ -460,8 +460,8 @@ class WebApiService:
             next_cookie = PagingCookie(
                 page=(cookie.page if cookie else 1) + 1,
                 key=table.key,
-                first=rows[0][table.key] if rows else None,
-                last=rows[-1][table.key] if rows else None,
+                first=self.dataset.key_of(table.entity_set, rows[0]) if rows else None,
+                last=self.dataset.key_of(table.entity_set, rows[-1]) if rows else None,
                 tracking=tracking,
                 extra={"version": str(high_water)} if tracking else {},
             )
@@ -565,10 +565,7 @@ class WebApiService:
         if ctx.options.expand is not None:
             raise BadRequestError("The emulator does not support $expand.")
         renderer = self._renderer(table, ctx)
-        payload = {
-            "@odata.context": self._context_url(ctx, table, renderer, "/$entity"),
-            **renderer.render(row),
-        }
+        payload = renderer.entity(self._context_url(ctx, table, renderer, "/$entity"), row)
         headers = [("ETag", etag)]
         applied = self._applied(ctx, page_size=None, tracking=False)
         if applied:
@@ -644,10 +641,7 @@ class WebApiService:
         url = self._entity_url(ctx, table, guid)
         if ctx.prefs.return_representation:
             renderer = self._renderer(table, ctx)
-            payload = {
-                "@odata.context": self._context_url(ctx, table, renderer, "/$entity"),
-                **renderer.render(row),
-            }
+            payload = renderer.entity(self._context_url(ctx, table, renderer, "/$entity"), row)
             headers = [
                 ("ETag", row["@odata.etag"]),
                 ("OData-EntityId", url),

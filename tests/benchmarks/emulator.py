@@ -9,7 +9,7 @@ measured in this process in the same invocation:
 
 * ``service``: the same pages through ``WebApiService.handle`` (generation + projection + JSON
   encoding, no HTTP);
-* ``generate``: bare row generation.
+* ``generate``: bare record generation (the value tuples the service projects).
 
 The ratio HTTP / service shows what the HTTP stack costs. Prints a table and one JSON line::
 
@@ -137,7 +137,7 @@ def _read_service(
 
 
 def _generate(emulator: Emulator, entity_set: str, records: int) -> tuple[int, float]:
-    build = emulator.generator.builder(entity_set)
+    build = emulator.generator.values(entity_set)
     started = time.perf_counter()
     for start in range(0, records, 5_000):
         [build(i) for i in range(start, min(records, start + 5_000))]
