@@ -33,7 +33,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from infra.dynamics_emulator.identity import HEX4, TableIdentity, derive_key, mix64
+from infra.dynamics_emulator.identity import TableIdentity, derive_key, mix64
 from infra.dynamics_emulator.schema import TABLES, VERSION_STRIDE, Kind, Table
 from infra.dynamics_emulator.vocabulary import (
     COUNTRIES,
@@ -234,8 +234,7 @@ class DatasetGenerator:
             self._polymorphic[name] = tuple((len(columns) + n, key) for n, key in enumerate(extra))
         self._account_ids = self.ids["accounts"]
         self._contact_ids = self.ids["contacts"]
-        self._last_account = -1
-        self._last_account_ref = ("", 0, 0)
+        self._last_account: tuple[int, tuple[str, int, int]] = (-1, ("", 0, 0))
         self._date_key = derive_key(seed, 0xDA7E)
         self._date_cache: list[tuple[str, str] | None] = [None] * 65_536
         self._values: dict[str, Callable[[int], Values]] = {
@@ -332,12 +331,12 @@ class DatasetGenerator:
     def _account_ref(self, index: int) -> tuple[str, int, int]:
         """Return (guid, owner user, company draw) of account ``index``, remembering the last
         one asked for (consecutive contacts and opportunities share their account)."""
-        if index == self._last_account:
-            return self._last_account_ref
+        last_index, last_ref = self._last_account  # one attribute: safe across threads
+        if index == last_index:
+            return last_ref
         guid, _, _, c2, c3, _, c5, c6, _ = self._account_ids.bits(index)
         ref = (guid, ((c2 << 16) | c3) % self._n_users, (c5 << 16) | c6)
-        self._last_account = index
-        self._last_account_ref = ref
+        self._last_account = (index, ref)
         return ref
 
     # -- tables -------------------------------------------------------------------------------
@@ -563,7 +562,7 @@ class DatasetGenerator:
         return (
             f'W/"{version}"',
             f"{country.quote_word} {product}",
-            f"QUO-{q + 1:05d}-{HEX4[c5].upper()}{HEX4[c6][:2].upper()}",
+            f"QUO-{q + 1:05d}-{c5:04X}{c6 & 255:02X}",
             float((((c4 << 8) ^ c7) % 200_000 + 50) * 10),
             None,
             opportunity,

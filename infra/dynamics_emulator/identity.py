@@ -3,23 +3,24 @@
 A generated record is addressed by (seed, table, index). Its GUID is eight 16-bit chunks::
 
     c0, c1 = Feistel(index)          # 4 rounds over two 16-bit halves: a keyed bijection
-    c2..c7 = chain(c0, c1)           # c(k) = G[c(k-1) ^ key(k)] ^ c(k-2): check + random bits
+    c2..c7 = chain(c0, c1)           # each from S-box lookups of the two before: check + dice
 
-The Feistel network is a bijection on 32-bit indices with a cheap inverse, so
-``GET /accounts(<guid>)`` finds the index in O(1) (:meth:`TableIdentity.index_of`); a GUID of
-another table or seed fails the 96-bit check because its ``c2..c7`` do not match. Nothing is
-stored per record.
+A round (and a chain step) is ``x ^= A[y & 255] ^ B[y >> 8]`` with ``A``/``B`` random 256-entry
+tables drawn per (seed, table). The Feistel network is a bijection on 32-bit indices with a
+cheap inverse, so ``GET /accounts(<guid>)`` finds the index in O(1)
+(:meth:`TableIdentity.index_of`); a GUID of another table or seed fails the 96-bit check
+because its ``c2..c7`` do not match. Nothing is stored per record.
 
-Everything works on small integers (< 2**30) and table lookups: CPython's arithmetic on 64-bit
-integers costs several thousand machine instructions per operation, which would dominate the
-generator. The round tables are 65,536 random 16-bit values per seed, shared by all tables
-(per-table keys are XORed into the lookups). ``c2..c7`` double as the record's random bits.
+Everything works on small integers and tables that stay in the CPU cache: CPython's arithmetic
+on 64-bit integers costs thousands of machine instructions per operation, and large lookup
+tables cost cache misses; either would dominate the generator. ``c2..c7`` double as the
+record's random bits.
 """
 
 from __future__ import annotations
 
 import random
-from functools import lru_cache
+import struct
 
 M64 = (1 << 64) - 1
 #: Largest index a GUID can encode (the Feistel network works on 32 bits).
@@ -27,9 +28,7 @@ MAX_INDEX = (1 << 32) - 1
 _C1 = 0xBF58476D1CE4E5B9
 _C2 = 0x94D049BB133111EB
 _GOLDEN = 0x9E3779B97F4A7C15
-_INTS = tuple(range(65_536))
-#: Four hex digits of every 16-bit value: formatting a GUID is eight lookups.
-HEX4 = tuple(f"{v:04x}" for v in _INTS)
+_PACK = struct.Struct(">8H").pack
 
 RecordBits = tuple[str, int, int, int, int, int, int, int, int]
 
@@ -47,17 +46,6 @@ def derive_key(seed: int, *parts: int) -> int:
     for part in parts:
         key = mix64((key ^ (part * _GOLDEN)) & M64)
     return key
-
-
-@lru_cache(maxsize=16)
-def round_tables(seed: int) -> tuple[tuple[int, ...], ...]:
-    """Return the five 65,536-entry random tables of a seed (4 Feistel rounds + the chain)."""
-    rng = random.Random(derive_key(seed, 0xF00D))
-    tables = []
-    for _ in range(5):
-        raw = memoryview(rng.randbytes(2 * 65_536)).cast("H")
-        tables.append(tuple(map(_INTS.__getitem__, raw)))  # share the int objects
-    return tuple(tables)
 
 
 def format_guid(value: int) -> str:
@@ -91,36 +79,42 @@ def normalize_guid(text: str) -> str | None:
 class TableIdentity:
     """GUIDs and random bits of one generated table (see the module docstring)."""
 
-    __slots__ = ("count", "f0", "f1", "f2", "f3", "g", "keys")
+    __slots__ = ("count", "tables")
 
     def __init__(self, seed: int, table_code: int, count: int) -> None:
         if count > MAX_INDEX + 1:
             raise ValueError(f"at most {MAX_INDEX + 1} records per table")
-        self.f0, self.f1, self.f2, self.f3, self.g = round_tables(seed)
-        self.keys = tuple(derive_key(seed, table_code, n) & 0xFFFF for n in range(10))
+        rng = random.Random(derive_key(seed, table_code, 0x5B0C))
+        self.tables = tuple(tuple(rng.getrandbits(16) for _ in range(256)) for _ in range(20))
         self.count = count
 
     def bits(self, index: int) -> RecordBits:
         """Return ``(guid, c0, ..., c7)`` of record ``index``: its GUID and its 16-bit chunks."""
-        k0, k1, k2, k3, k4, k5, k6, k7, k8, k9 = self.keys
-        g = self.g
+        a0, b0, a1, b1, a2, b2, a3, b3, a4, b4, a5, b5, a6, b6, a7, b7, a8, b8, a9, b9 = self.tables
         left = index >> 16
         right = index & 0xFFFF
-        left ^= self.f0[right ^ k0]
-        right ^= self.f1[left ^ k1]
-        left ^= self.f2[right ^ k2]
-        right ^= self.f3[left ^ k3]
-        c2 = g[left ^ k4] ^ right
-        c3 = g[c2 ^ k5] ^ left
-        c4 = g[c3 ^ k6] ^ right
-        c5 = g[c4 ^ k7] ^ c2
-        c6 = g[c5 ^ k8] ^ c3
-        c7 = g[c6 ^ k9] ^ c4
-        guid = (
-            f"{HEX4[left]}{HEX4[right]}-{HEX4[c2]}-{HEX4[c3]}-{HEX4[c4]}-"
-            f"{HEX4[c5]}{HEX4[c6]}{HEX4[c7]}"
+        left ^= a0[right & 255] ^ b0[right >> 8]
+        right ^= a1[left & 255] ^ b1[left >> 8]
+        left ^= a2[right & 255] ^ b2[right >> 8]
+        right ^= a3[left & 255] ^ b3[left >> 8]
+        c2 = a4[right & 255] ^ b4[left >> 8] ^ left
+        c3 = a5[c2 & 255] ^ b5[right >> 8] ^ right
+        c4 = a6[c3 & 255] ^ b6[c2 >> 8] ^ c2
+        c5 = a7[c4 & 255] ^ b7[c3 >> 8] ^ c3
+        c6 = a8[c5 & 255] ^ b8[c4 >> 8] ^ c4
+        c7 = a9[c6 & 255] ^ b9[c5 >> 8] ^ c5
+        h = _PACK(left, right, c2, c3, c4, c5, c6, c7).hex()
+        return (
+            f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",
+            left,
+            right,
+            c2,
+            c3,
+            c4,
+            c5,
+            c6,
+            c7,
         )
-        return guid, left, right, c2, c3, c4, c5, c6, c7
 
     def guid(self, index: int) -> str:
         """Return the GUID string of record ``index``."""
@@ -137,13 +131,13 @@ class TableIdentity:
 
     def index_of_int(self, value: int) -> int | None:
         """Like :meth:`index_of` for a GUID already parsed into an integer."""
-        k0, k1, k2, k3 = self.keys[:4]
+        a0, b0, a1, b1, a2, b2, a3, b3 = self.tables[:8]
         left = value >> 112
         right = (value >> 96) & 0xFFFF
-        right ^= self.f3[left ^ k3]
-        left ^= self.f2[right ^ k2]
-        right ^= self.f1[left ^ k1]
-        left ^= self.f0[right ^ k0]
+        right ^= a3[left & 255] ^ b3[left >> 8]
+        left ^= a2[right & 255] ^ b2[right >> 8]
+        right ^= a1[left & 255] ^ b1[left >> 8]
+        left ^= a0[right & 255] ^ b0[right >> 8]
         index = (left << 16) | right
         if index >= self.count:
             return None
