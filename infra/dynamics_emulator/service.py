@@ -423,7 +423,7 @@ class WebApiService:
         options, prefs = ctx.options, ctx.prefs
         if options.deltatoken is not None:
             return self._get_delta(table, ctx)
-        cookie = PagingCookie.decode(options.skiptoken) if options.skiptoken else None
+        cookie = self._cookie(table, options.skiptoken)
         tracking = prefs.track_changes or (cookie is not None and cookie.tracking)
         if tracking:
             self._check_tracking_options(ctx)
@@ -483,9 +483,11 @@ class WebApiService:
         if options.expand is not None:
             raise ChangeTrackingQueryError("$expand")
         retention = timedelta(days=self.config.retention_days)
-        if self.clock.now() - token.issued > retention:
+        # A token newer than every change means the change history is gone (an in-memory
+        # emulator restarted): the client must resync, exactly as after expiry.
+        if self.clock.now() - token.issued > retention or token.version > self.dataset.version:
             raise ExpiredVersionStampError(self.config.expired_token_status)
-        cookie = PagingCookie.decode(options.skiptoken) if options.skiptoken else None
+        cookie = self._cookie(table, options.skiptoken)
         upto = (
             int(cookie.extra.get("upto", self.dataset.version)) if cookie else self.dataset.version
         )
@@ -537,6 +539,17 @@ class WebApiService:
         if applied:
             headers.append(("Preference-Applied", ",".join(applied)))
         return json_response(200, payload, headers)
+
+    @staticmethod
+    def _cookie(table: Table, skiptoken: str | None) -> PagingCookie | None:
+        if skiptoken is None:
+            return None
+        cookie = PagingCookie.decode(skiptoken)
+        if cookie.key != table.key:
+            raise BadRequestError(
+                f"The $skiptoken belongs to another entity set (key '{cookie.key}')."
+            )
+        return cookie
 
     def _count(self, table: Table, ctx: _Context) -> ApiResponse:
         if ctx.options.deltatoken is not None:

@@ -12,6 +12,7 @@ from litestar.testing import AsyncTestClient
 
 from infra.dynamics_emulator import EmulatorConfig, ManualClock, create_app
 from infra.dynamics_emulator.emulator import Emulator
+from infra.dynamics_emulator.tokens import DeltaToken
 
 API = "/api/data/v9.2"
 Client = AsyncTestClient[Any]
@@ -243,3 +244,13 @@ async def test_count_of_changes(api: Client, emulator: Emulator) -> None:
     token = urlsplit(link).query.split("$deltatoken=")[1]
     response = await api.get(f"{API}/quotes/$count?$deltatoken={token}")
     assert response.text == "3"
+
+
+async def test_token_newer_than_the_history_forces_a_full_sync(
+    api: Client, clock: ManualClock
+) -> None:
+    # An in-memory emulator that restarted lost its change history; so did this token.
+    token = DeltaToken(10**12, clock.now()).encode()
+    response = await api.get(f"{API}/accounts?$select=name&$deltatoken={token}")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "0x80044352"

@@ -188,3 +188,11 @@ async def test_modifiedon_filter_finds_api_changes_only(api: Client, emulator: E
     body = (await api.get(f"{API}/accounts?$filter=modifiedon ge 2025-06-01T12:00:00Z")).json()
     assert [r["accountid"] for r in body["value"]] == [guid]
     assert body["value"][0]["_modifiedby_value"] == emulator.generator.user_guid(3)
+
+
+async def test_a_cookie_of_another_entity_set_is_refused(api: Client) -> None:
+    body = (await api.get(f"{API}/contacts", headers={"Prefer": "odata.maxpagesize=5"})).json()
+    token = urlsplit(body["@odata.nextLink"]).query.split("$skiptoken=")[1]
+    response = await api.get(f"{API}/accounts?$skiptoken={token}")
+    assert response.status_code == 400
+    assert "another entity set" in response.json()["error"]["message"]

@@ -27,6 +27,11 @@ async def test_get_single_with_etag_and_304(api: Client, emulator: Emulator) -> 
     assert not_modified.status_code == 304 and not_modified.content == b""
     changed = await api.get(f"{API}/accounts({guid})", headers={"If-None-Match": 'W/"1"'})
     assert changed.status_code == 200
+    annotated = await api.get(
+        f"{API}/accounts({guid})",
+        headers={"If-None-Match": etag, "Prefer": 'odata.include-annotations="*"'},
+    )
+    assert annotated.status_code == 200  # no 304 when annotations are requested
     braces = await api.get(f"{API}/accounts({{{guid.upper()}}})")
     assert braces.status_code == 200
 
