@@ -141,3 +141,14 @@ def _service_config(config_path: str | None) -> Any:
 
 if __name__ == "__main__":
     main()
+
+
+def _register_importer_commands() -> None:
+    # importer.cli imports only click at module level, so `crmsync --help` stays fast.
+    from importer.cli import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_importer_commands()
