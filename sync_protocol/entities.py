@@ -11,6 +11,7 @@ rules turn into channels.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -377,44 +378,83 @@ def _bad(entity: str, name: str, why: str) -> InvalidFieldValueError:
     return InvalidFieldValueError(f"{entity}.{name}: {why}", entity=entity, field=name)
 
 
+def _check_string(spec: FieldSpec, value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "expected a string"
+    if len(value) > spec.max_length:
+        return f"longer than {spec.max_length} characters"
+    if spec.kind == "email" and value and not _EMAIL_RE.match(value):
+        return "not an e-mail address"
+    return None
+
+
+def _check_int(spec: FieldSpec, value: Any) -> str | None:
+    if type(value) is not int or not -(2**31) <= value < 2**31:
+        return "expected a 32-bit integer"
+    if spec.kind == "choice" and value not in spec.options:
+        return f"{value} is not an option"
+    return None
+
+
+def _check_number(spec: FieldSpec, value: Any) -> str | None:
+    if type(value) not in (int, float) or value != value or abs(value) > _MAX_MONEY:
+        return "expected a finite number"
+    return None
+
+
+def _check_bool(spec: FieldSpec, value: Any) -> str | None:
+    return None if type(value) is bool else "expected true or false"
+
+
+def _check_datetime(spec: FieldSpec, value: Any) -> str | None:
+    if isinstance(value, str) and _DATETIME_RE.match(value):
+        return None
+    return "expected an ISO-8601 date-time with offset"
+
+
+def _check_date(spec: FieldSpec, value: Any) -> str | None:
+    return None if isinstance(value, str) and _DATE_RE.match(value) else "expected an ISO-8601 date"
+
+
+def _check_lookup(spec: FieldSpec, value: Any) -> str | None:
+    return None if is_uuid(value) else "expected a record id (UUID)"
+
+
+def _check_country(spec: FieldSpec, value: Any) -> str | None:
+    if isinstance(value, str) and _COUNTRY_RE.match(value):
+        return None
+    return "expected an ISO 3166 alpha-2 country code"
+
+
+# One checker per kind, looked up once per value: validation runs for every field of
+# every mutation and every upstream row, so it avoids a chain of kind comparisons.
+_CHECKS: dict[str, Callable[[FieldSpec, Any], str | None]] = {
+    "string": _check_string,
+    "text": _check_string,
+    "phone": _check_string,
+    "email": _check_string,
+    "int": _check_int,
+    "choice": _check_int,
+    "decimal": _check_number,
+    "money": _check_number,
+    "bool": _check_bool,
+    "datetime": _check_datetime,
+    "date": _check_date,
+    "lookup": _check_lookup,
+    "country": _check_country,
+}
+
+
 def check_value(entity: str, name: str, spec: FieldSpec, value: Any) -> None:
     """Validate one field value against its spec; ``None`` clears a field and is always valid.
 
     Raises:
         InvalidFieldValueError: wrong type, too long, or not an allowed option.
     """
-    if value is None:
-        return
-    kind = spec.kind
-    if kind in ("string", "text", "phone", "email"):
-        if not isinstance(value, str):
-            raise _bad(entity, name, "expected a string")
-        if len(value) > spec.max_length:
-            raise _bad(entity, name, f"longer than {spec.max_length} characters")
-        if kind == "email" and value and not _EMAIL_RE.match(value):
-            raise _bad(entity, name, "not an e-mail address")
-    elif kind in ("int", "choice"):
-        if type(value) is not int or not -(2**31) <= value < 2**31:
-            raise _bad(entity, name, "expected a 32-bit integer")
-        if kind == "choice" and value not in spec.options:
-            raise _bad(entity, name, f"{value} is not an option")
-    elif kind in ("decimal", "money"):
-        if type(value) not in (int, float) or value != value or abs(value) > _MAX_MONEY:
-            raise _bad(entity, name, "expected a finite number")
-    elif kind == "bool":
-        if type(value) is not bool:
-            raise _bad(entity, name, "expected true or false")
-    elif kind == "datetime":
-        if not isinstance(value, str) or not _DATETIME_RE.match(value):
-            raise _bad(entity, name, "expected an ISO-8601 date-time with offset")
-    elif kind == "date":
-        if not isinstance(value, str) or not _DATE_RE.match(value):
-            raise _bad(entity, name, "expected an ISO-8601 date")
-    elif kind == "lookup":
-        if not is_uuid(value):
-            raise _bad(entity, name, "expected a record id (UUID)")
-    elif kind == "country" and (not isinstance(value, str) or not _COUNTRY_RE.match(value)):
-        raise _bad(entity, name, "expected an ISO 3166 alpha-2 country code")
+    if value is not None:
+        why = _CHECKS[spec.kind](spec, value)
+        if why is not None:
+            raise _bad(entity, name, why)
 
 
 def validate_fields(entity: str, fields: dict[str, Any], *, allow_system: bool = False) -> None:
@@ -429,11 +469,16 @@ def validate_fields(entity: str, fields: dict[str, Any], *, allow_system: bool =
         UnknownEntityError, UnknownFieldError, InvalidFieldValueError.
     """
     s = schema(entity)
+    specs = s.fields
+    checks = _CHECKS
     for name, value in fields.items():
-        spec = s.spec(name)
+        spec = specs.get(name) or s.spec(name)
         if spec.system and not allow_system:
             raise _bad(entity, name, "is maintained by the server")
-        check_value(entity, name, spec, value)
+        if value is not None:
+            why = checks[spec.kind](spec, value)
+            if why is not None:
+                raise _bad(entity, name, why)
 
 
 _WIRE_TYPES: dict[str, Any] = {

@@ -18,7 +18,7 @@ from .errors import ClockError
 _MAX_COUNTER = 0xFFFF
 
 
-class HLC(msgspec.Struct, frozen=True, order=True, array_like=True):
+class HLC(msgspec.Struct, frozen=True, order=True, array_like=True, gc=False):
     """A hybrid logical timestamp: ``(wall_ms, counter, node)``, totally ordered.
 
     Encoded on the wire as a 3-element array. Comparison is lexicographic, so the node id

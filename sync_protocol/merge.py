@@ -22,7 +22,7 @@ and applying a mutation twice changes nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
@@ -65,8 +65,7 @@ class MergeContext:
     max_skew_ms: int = 60_000
 
 
-@dataclass(frozen=True, slots=True)
-class ConflictEntry:
+class ConflictEntry(msgspec.Struct, frozen=True, gc=False):
     """A field (or delete) where the device's write did not become the live value."""
 
     field: str
@@ -76,14 +75,13 @@ class ConflictEntry:
     policy: str
 
 
-@dataclass(slots=True)
-class MergeResult:
+class MergeResult(msgspec.Struct, gc=False):
     """The merge's answer: the new record (``None`` if rejected) and what happened."""
 
     record: Record | None
     changed: bool
     result: MutationResult
-    conflicts: list[ConflictEntry] = field(default_factory=list)
+    conflicts: list[ConflictEntry] = []
 
 
 def _rank(clock: HLC, upstream_ranked: bool) -> tuple[int, HLC]:
@@ -118,7 +116,8 @@ def _check(m: Mutation, current: Record | None, ctx: MergeContext) -> HLC:
         validate_fields(m.entity, m.fields, allow_system=ctx.source == "upstream")
     else:
         schema(m.entity)
-    if not is_uuid(m.id):
+    # A stored record's id was checked when it was created (and the caller found it by id).
+    if (current is None or current.id != m.id) and not is_uuid(m.id):
         raise InvalidRecordIdError("record id must be a lower-case UUID", entity=m.entity)
     clock = validate(m.clock)
     perm = ctx.permission
@@ -200,8 +199,10 @@ def merge(current: Record | None, m: Mutation, ctx: MergeContext, index: int = 0
         for name, value in m.fields.items():
             fo, changed = _merge_field(rec, m, ctx, clock, name, value, new_version, conflicts)
             outcomes[name] = fo
-            content_changed |= changed
-            lost_any |= fo in ("overridden", "held")
+            if changed:
+                content_changed = True
+            elif fo == "overridden" or fo == "held":
+                lost_any = True
         if was_deleted:
             content_changed |= _after_update_of_deleted(rec, m, ctx)
             if is_deleted(rec, ctx.policy):
@@ -210,10 +211,11 @@ def merge(current: Record | None, m: Mutation, ctx: MergeContext, index: int = 0
                     ConflictEntry("$deleted", m.fields, None, "auto_resolved", ctx.policy.delete)
                 )
 
-    deleted_now = is_deleted(rec, ctx.policy)
-    if deleted_now != rec.deleted:
-        rec.deleted = deleted_now
-        content_changed = True
+    if rec.deleted_clock is not None or rec.deleted:
+        deleted_now = is_deleted(rec, ctx.policy)
+        if deleted_now != rec.deleted:
+            rec.deleted = deleted_now
+            content_changed = True
 
     if content_changed:
         rec.version = new_version
@@ -233,14 +235,14 @@ def merge(current: Record | None, m: Mutation, ctx: MergeContext, index: int = 0
         outcome = "merged"
     else:
         outcome = "applied"
-    touched = m.fields if m.op == "upsert" else {}
+    fields = rec.fields
     result = MutationResult(
         index=index,
         entity=m.entity,
         id=m.id,
         outcome=outcome,
         version=rec.version,
-        fields={k: rec.fields.get(k) for k in touched},
+        fields={k: fields.get(k) for k in m.fields} if m.op == "upsert" else {},
         field_outcomes=outcomes,
         deleted=rec.deleted,
         code=_conflict_code(m, rec, conflicts) if lost_any else None,
@@ -271,16 +273,15 @@ def _merge_field(
     """Merge one field; returns its outcome and whether the record content changed."""
     cur_clock = rec.clocks.get(name)
     cur_value = rec.fields.get(name)
-    policy = ctx.policy.for_field(name)
-    concurrent = cur_clock is not None and rec.field_versions.get(name, 0) > m.base_version
 
-    if cur_clock is not None and not concurrent:
+    if cur_clock is None:
+        pass  # a field the record never had: nothing to lose
+    elif rec.field_versions.get(name, 0) <= m.base_version:
         # Fast-forward: the writer saw the current value.
-        clock = _after(clock, cur_clock)
-        win = True
-    elif cur_clock is None:
-        win = True
+        if clock < cur_clock:
+            clock = HLC(cur_clock.wall_ms, cur_clock.counter + 1, clock.node)
     else:
+        policy = ctx.policy.for_field(name)
         if policy == "manual" and ctx.source == "device" and value != cur_value:
             conflicts.append(ConflictEntry(name, value, cur_value, "open", policy))
             return "held", False
