@@ -12,9 +12,18 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from backend.messaging import NatsBroker, NatsConfig
 from infra.nats.server import NatsServer
+
+# ============================================================================ hypothesis
+# Property tests judge results, not the speed of input generation: on a fresh machine the
+# first text strategy builds Hypothesis' Unicode tables (over a second), and a loaded CI box
+# can stall any example, so neither generation time nor per-example deadlines fail a test.
+
+settings.register_profile("crmsync", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("crmsync")
 
 # ============================================================================ polling helper
 
