@@ -66,6 +66,7 @@ DeadLetterPublisher = Callable[[str, bytes, dict[str, str]], Awaitable[object]]
 """Publishes a dead letter: (subject, data, headers)."""
 
 _TRANSIENT_BACKOFF_S = 0.5
+_TOP_UP_WAIT_S = 0.002
 _MAX_ERROR_HEADER = 500
 
 
@@ -184,7 +185,7 @@ class PullConsumer:
         try:
             while not stop.is_set():
                 try:
-                    msgs = await sub.fetch(s.batch, timeout=s.fetch_wait)
+                    msgs = await self._fetch(sub)
                 except TimeoutError:
                     # Idle stream (nats-py raises its own TimeoutError or the builtin one,
                     # depending on where the deadline hits): fetch again, look at stop.
@@ -225,6 +226,25 @@ class PullConsumer:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
         return self.stats
+
+    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
+        """The first message as soon as one arrives, then what else is ready, up to a batch.
+
+        nats-py's ``fetch(batch)`` on an idle stream, once its first message has come,
+        waits for the rest of the batch or the whole timeout: at 200 changesets/s with
+        batches of 64 that held each push for up to ``fetch_wait`` (p99 of half a second).
+        Waiting for one message and then topping up with what the server has right now
+        keeps batching under load and adds at most ``_TOP_UP_WAIT_S`` when idle.
+
+        Raises:
+            TimeoutError: No message arrived within ``fetch_wait``.
+        """
+        s = self.settings
+        msgs = await sub.fetch(1, timeout=s.fetch_wait)
+        if s.batch > 1:
+            with contextlib.suppress(TimeoutError):
+                msgs += await sub.fetch(s.batch - 1, timeout=_TOP_UP_WAIT_S)
+        return msgs
 
     async def _consumer_gone(self) -> bool:
         try:
