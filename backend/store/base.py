@@ -13,7 +13,11 @@ from sync_protocol.changesets import ChangesetResult
 from sync_protocol.checksum import ChannelChecksum
 from sync_protocol.records import Record
 
+from .errors import InvalidRequestError, VersionConflictError
 from .types import AuditEntry, BlobMeta, ChangePage, CommitResult, ConflictRecord, WriteBatch
+
+GroupOutcome = CommitResult | VersionConflictError | InvalidRequestError
+"""What :meth:`RecordStore.apply_group` says of one batch: its commit, or why it was refused."""
 
 
 class RecordStore(ABC):
@@ -45,6 +49,29 @@ class RecordStore(ABC):
         (including removals for channels a record left) and channel checksums are
         written in the same transaction.
         """
+
+    async def apply_group(self, batches: Sequence[WriteBatch]) -> list[GroupOutcome]:
+        """Apply several batches, each atomically and in order, as cheaply as the adapter can.
+
+        Every batch keeps :meth:`apply`'s guarantees on its own: a batch whose
+        compare-and-swap fails (``VersionConflictError``, ``DuplicateChangesetError``) or
+        that is malformed (``InvalidRequestError``) writes nothing and its slot holds the
+        error; the others are written, in order, with increasing sequences. Adapters that
+        can share one transaction among the batches do (SQLite: one commit for the group).
+        This default applies them one by one.
+
+        Raises:
+            StoreError: The store itself failed; the outcome of each batch is unknown (a
+                retry with the same changeset ids is safe: stored ones are refused as
+                duplicates).
+        """
+        out: list[GroupOutcome] = []
+        for batch in batches:
+            try:
+                out.append(await self.apply(batch))
+            except (VersionConflictError, InvalidRequestError) as e:
+                out.append(e)
+        return out
 
     # -- change feed --------------------------------------------------------------------
 

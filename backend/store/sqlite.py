@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
@@ -41,7 +41,7 @@ from sync_protocol.changesets import ChangesetResult
 from sync_protocol.checksum import EMPTY, ChannelChecksum, record_hash
 from sync_protocol.records import Record
 
-from .base import RecordStore
+from .base import GroupOutcome, RecordStore
 from .config import StoreConfig
 from .errors import (
     CheckpointTooOldError,
@@ -65,6 +65,20 @@ from .types import (
 
 T = TypeVar("T")
 Key = tuple[str, str]
+
+
+class _Prepared(NamedTuple):
+    """What a batch needs before its transaction: encodings, hashes and the CAS plan."""
+
+    now: int
+    last: dict[Key, int]
+    final: list[tuple[Key, int, Record]]
+    blobs: list[bytes]
+    hashes: list[int]
+    first: dict[Key, int]
+    must_exist: list[Key]
+    walk: bool
+
 
 _MASK = (1 << 64) - 1
 _SIGN = 1 << 63
@@ -377,14 +391,18 @@ class SqliteRecordStore(RecordStore):
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            if self._chan_new:  # channels created by the rolled-back transaction are gone
-                for name in self._chan_new:
-                    self._chan_ids.pop(name, None)
-                self._chan_sets.clear()
+            self._forget_channels(self._chan_new)  # the rolled-back transaction made them
             raise
         finally:
             fcntl.flock(lock_fd, fcntl.LOCK_UN)
             self._chan_new.clear()
+
+    def _forget_channels(self, names: list[str]) -> None:
+        """Drop cached ids of channels whose creation was rolled back."""
+        if names:
+            for name in names:
+                self._chan_ids.pop(name, None)
+            self._chan_sets.clear()
 
     @staticmethod
     @contextlib.contextmanager
@@ -433,6 +451,10 @@ class SqliteRecordStore(RecordStore):
         check_batch(batch)
         return await self._write(self._apply, batch)
 
+    async def apply_group(self, batches: Sequence[WriteBatch]) -> list[GroupOutcome]:
+        """One transaction, a savepoint per batch; see :meth:`RecordStore.apply_group`."""
+        return await self._write(self._apply_group, list(batches))
+
     def _channel_set(
         self, conn: sqlite3.Connection, names: list[str]
     ) -> tuple[tuple[int, ...], str]:
@@ -475,10 +497,42 @@ class SqliteRecordStore(RecordStore):
         return out
 
     def _apply(self, batch: WriteBatch) -> CommitResult:
+        prepared = self._prepare(batch)
+        with self._write_txn() as conn:
+            return self._apply_in(conn, batch, prepared)
+
+    def _apply_group(self, batches: Sequence[WriteBatch]) -> list[GroupOutcome]:
+        outcomes: list[GroupOutcome | None] = [None] * len(batches)
+        prepared: list[_Prepared | None] = [None] * len(batches)
+        for i, batch in enumerate(batches):
+            try:
+                check_batch(batch)
+                prepared[i] = self._prepare(batch)
+            except InvalidRequestError as e:
+                outcomes[i] = e
+        with self._write_txn() as conn:
+            for i, batch in enumerate(batches):
+                ready = prepared[i]
+                if ready is None:
+                    continue
+                # A savepoint per batch: a refused one is undone alone, the rest commit.
+                conn.execute("SAVEPOINT batch")
+                created = len(self._chan_new)
+                try:
+                    outcomes[i] = self._apply_in(conn, batch, ready)
+                except VersionConflictError as e:
+                    conn.execute("ROLLBACK TO batch")
+                    self._forget_channels(self._chan_new[created:])
+                    del self._chan_new[created:]
+                    outcomes[i] = e
+                conn.execute("RELEASE batch")
+        return [o for o in outcomes if o is not None]
+
+    def _prepare(self, batch: WriteBatch) -> _Prepared:
+        """Encoding and hashing of a batch: no lock needed, so done before taking it."""
         writes = batch.writes
         n = len(writes)
         now = self._clock()
-        # Encoding and hashing need no lock: do them before taking it.
         last: dict[Key, int] = {}
         for i, w in enumerate(writes):
             last[(w.record.entity, w.record.id)] = i
@@ -495,135 +549,141 @@ class SqliteRecordStore(RecordStore):
         # Only repeated keys or updates need the version walk below; fresh inserts are
         # checked by the unique key when they are inserted.
         walk = bool(must_exist) or len(last) != n
+        return _Prepared(now, last, final, blobs, hashes, first, must_exist, walk)
+
+    def _apply_in(
+        self, conn: sqlite3.Connection, batch: WriteBatch, prepared: _Prepared
+    ) -> CommitResult:
+        """The writes of one batch inside the open write transaction."""
+        now, last, final, blobs, hashes, first, must_exist, walk = prepared
+        writes = batch.writes
+        n = len(writes)
         changeset = batch.changeset
+        if (
+            changeset is not None
+            and conn.execute(
+                "SELECT 1 FROM changesets WHERE changeset_id = ?", (changeset.changeset_id,)
+            ).fetchone()
+        ):
+            raise DuplicateChangesetError(changeset.changeset_id)
+        head = conn.execute("SELECT value FROM meta WHERE key = 'head_seq'").fetchone()[0]
+        stored = self._lookup(conn, must_exist) if must_exist else {}
 
-        with self._write_txn() as conn:
-            if (
-                changeset is not None
-                and conn.execute(
-                    "SELECT 1 FROM changesets WHERE changeset_id = ?", (changeset.changeset_id,)
-                ).fetchone()
-            ):
-                raise DuplicateChangesetError(changeset.changeset_id)
-            head = conn.execute("SELECT value FROM meta WHERE key = 'head_seq'").fetchone()[0]
-            stored = self._lookup(conn, must_exist) if must_exist else {}
+        if walk:
+            versions = {key: row[1] for key, row in stored.items()}
+            conflicts: dict[Key, None] = {}
+            for w in writes:
+                key = (w.record.entity, w.record.id)
+                if versions.get(key, 0) != w.expected_version:
+                    conflicts[key] = None
+                versions[key] = w.record.version
+            if conflicts:
+                raise VersionConflictError(list(conflicts))
 
-            if walk:
-                versions = {key: row[1] for key, row in stored.items()}
-                conflicts: dict[Key, None] = {}
-                for w in writes:
-                    key = (w.record.entity, w.record.id)
-                    if versions.get(key, 0) != w.expected_version:
-                        conflicts[key] = None
-                    versions[key] = w.record.version
-                if conflicts:
-                    raise VersionConflictError(list(conflicts))
-
-            inserts: list[tuple[Any, ...]] = []
-            updates: list[tuple[Any, ...]] = []
-            feed: list[tuple[Any, ...]] = []
-            # Checksum deltas per channel set first (records share few sets), then per channel.
-            set_deltas: dict[tuple[int, ...], list[int]] = {}
-            deltas: dict[int, list[int]] = {}
-            next_rid = 0
-            if len(stored) != len(final):
-                next_rid = conn.execute("SELECT max(rid) FROM records").fetchone()[0] or 0
-            channel_set = self._channel_set
-            feed_append = feed.append
-            for (key, i, rec), blob, h in zip(final, blobs, hashes, strict=True):
-                seq = head + 1 + i
-                entity, id_ = key
-                chans, chans_text = channel_set(conn, rec.channels)
-                deleted = rec.deleted
-                old = stored.get(key)
-                if old is None:
-                    next_rid += 1
-                    rid = next_rid
-                    inserts.append(
-                        (rid, entity, id_, rec.version, seq, deleted, chans_text, h, now, blob)
-                    )
-                else:
-                    rid, _, old_deleted, old_chans_text, old_hash = old
-                    updates.append((rec.version, seq, deleted, chans_text, h, now, blob, rid))
-                    old_chans = _parse_chans(old_chans_text)
+        inserts: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
+        feed: list[tuple[Any, ...]] = []
+        # Checksum deltas per channel set first (records share few sets), then per channel.
+        set_deltas: dict[tuple[int, ...], list[int]] = {}
+        deltas: dict[int, list[int]] = {}
+        next_rid = 0
+        if len(stored) != len(final):
+            next_rid = conn.execute("SELECT max(rid) FROM records").fetchone()[0] or 0
+        channel_set = self._channel_set
+        feed_append = feed.append
+        for (key, i, rec), blob, h in zip(final, blobs, hashes, strict=True):
+            seq = head + 1 + i
+            entity, id_ = key
+            chans, chans_text = channel_set(conn, rec.channels)
+            deleted = rec.deleted
+            old = stored.get(key)
+            if old is None:
+                next_rid += 1
+                rid = next_rid
+                inserts.append(
+                    (rid, entity, id_, rec.version, seq, deleted, chans_text, h, now, blob)
+                )
+            else:
+                rid, _, old_deleted, old_chans_text, old_hash = old
+                updates.append((rec.version, seq, deleted, chans_text, h, now, blob, rid))
+                old_chans = _parse_chans(old_chans_text)
+                for c in old_chans:
+                    if c not in chans:
+                        feed_append((c, entity, id_, seq, 1, now, rid))
+                if not old_deleted:
                     for c in old_chans:
-                        if c not in chans:
-                            feed_append((c, entity, id_, seq, 1, now, rid))
-                    if not old_deleted:
-                        for c in old_chans:
-                            d = deltas.setdefault(c, [0, 0])
-                            d[0] -= 1
-                            d[1] -= old_hash
-                for c in chans:
-                    feed_append((c, entity, id_, seq, 0, now, rid))
-                if not deleted and chans:
-                    sd = set_deltas.get(chans)
-                    if sd is None:
-                        set_deltas[chans] = [1, h]
-                    else:
-                        sd[0] += 1
-                        sd[1] += h
-            for chans, (count, digest) in set_deltas.items():
-                for c in chans:
-                    d = deltas.setdefault(c, [0, 0])
-                    d[0] += count
-                    d[1] += digest
+                        d = deltas.setdefault(c, [0, 0])
+                        d[0] -= 1
+                        d[1] -= old_hash
+            for c in chans:
+                feed_append((c, entity, id_, seq, 0, now, rid))
+            if not deleted and chans:
+                sd = set_deltas.get(chans)
+                if sd is None:
+                    set_deltas[chans] = [1, h]
+                else:
+                    sd[0] += 1
+                    sd[1] += h
+        for chans, (count, digest) in set_deltas.items():
+            for c in chans:
+                d = deltas.setdefault(c, [0, 0])
+                d[0] += count
+                d[1] += digest
 
-            if inserts:
-                # Inserts rely on the unique key for their CAS (no read needed); the
-                # savepoint lets a failure see which of them already existed.
-                conn.execute("SAVEPOINT inserts")
-                try:
-                    conn.executemany(_SQL_INSERT_RECORD, inserts)
-                except sqlite3.IntegrityError as e:
-                    conn.execute("ROLLBACK TO inserts")
-                    new_keys = [k for k, i in first.items() if writes[i].expected_version == 0]
-                    existing = list(self._lookup(conn, new_keys))
-                    raise VersionConflictError(existing or new_keys) from e
-                conn.execute("RELEASE inserts")
-            if updates:
-                conn.executemany(_SQL_UPDATE_RECORD, updates)
-            if feed:
-                conn.executemany(_SQL_FEED_ROW, feed)
-            if deltas:
-                self._apply_checksum_deltas(conn, deltas)
+        if inserts:
+            # Inserts rely on the unique key for their CAS (no read needed); the
+            # savepoint lets a failure see which of them already existed.
+            conn.execute("SAVEPOINT inserts")
+            try:
+                conn.executemany(_SQL_INSERT_RECORD, inserts)
+            except sqlite3.IntegrityError as e:
+                conn.execute("ROLLBACK TO inserts")
+                new_keys = [k for k, i in first.items() if writes[i].expected_version == 0]
+                existing = list(self._lookup(conn, new_keys))
+                raise VersionConflictError(existing or new_keys) from e
+            conn.execute("RELEASE inserts")
+        if updates:
+            conn.executemany(_SQL_UPDATE_RECORD, updates)
+        if feed:
+            conn.executemany(_SQL_FEED_ROW, feed)
+        if deltas:
+            self._apply_checksum_deltas(conn, deltas)
 
-            last_seq = head + n
-            if changeset is not None and n == 0:
-                last_seq += 1  # a changeset with no writes still needs a place in the order
-            if last_seq != head:
-                conn.execute("UPDATE meta SET value = ? WHERE key = 'head_seq'", (last_seq,))
-            if changeset is not None:
-                changeset.seq = last_seq
-                conn.execute(
-                    "INSERT INTO changesets (changeset_id, device_id, seq, at_ms, data)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (changeset.changeset_id, batch.device_id, last_seq, now, _encode(changeset)),
-                )
-            if batch.conflicts:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO conflicts (id, status, owner, created_ms, data)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (c.id, c.status, c.owner, c.created_ms, _encode(c))
-                        for c in (
-                            c if c.created_ms else msgspec.structs.replace(c, created_ms=now)
-                            for c in batch.conflicts
-                        )
-                    ],
-                )
-            if batch.audit:
-                entries = [_stamp_audit(a, last, head, now) for a in batch.audit]
-                conn.executemany(
-                    "INSERT INTO audit (entity, record_id, at_ms, data) VALUES (?, ?, ?, ?)",
-                    [(a.entity, a.record_id, a.at_ms, _encode(a)) for a in entries],
-                )
-            if batch.state:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
-                    list(batch.state.items()),
-                )
-
+        last_seq = head + n
+        if changeset is not None and n == 0:
+            last_seq += 1  # a changeset with no writes still needs a place in the order
+        if last_seq != head:
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'head_seq'", (last_seq,))
+        if changeset is not None:
+            changeset.seq = last_seq
+            conn.execute(
+                "INSERT INTO changesets (changeset_id, device_id, seq, at_ms, data)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (changeset.changeset_id, batch.device_id, last_seq, now, _encode(changeset)),
+            )
+        if batch.conflicts:
+            conn.executemany(
+                "INSERT OR REPLACE INTO conflicts (id, status, owner, created_ms, data)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (c.id, c.status, c.owner, c.created_ms, _encode(c))
+                    for c in (
+                        c if c.created_ms else msgspec.structs.replace(c, created_ms=now)
+                        for c in batch.conflicts
+                    )
+                ],
+            )
+        if batch.audit:
+            entries = [_stamp_audit(a, last, head, now) for a in batch.audit]
+            conn.executemany(
+                "INSERT INTO audit (entity, record_id, at_ms, data) VALUES (?, ?, ?, ?)",
+                [(a.entity, a.record_id, a.at_ms, _encode(a)) for a in entries],
+            )
+        if batch.state:
+            conn.executemany(
+                "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                list(batch.state.items()),
+            )
         for i, w in enumerate(writes):
             w.record.seq = head + 1 + i
         return CommitResult(
