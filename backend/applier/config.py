@@ -28,8 +28,9 @@ class ApplierConfig:
         changeset_batch: Changesets fetched at once by one loop.
         upstream_batch: Upstream batches fetched at once by one loop (each holds thousands
             of records already).
-        max_concurrency: Changesets applied at the same time in this process (changesets
-            of one device are always applied one after the other, in stream order).
+        max_concurrency: Group commits and upstream batches applied at the same time in
+            this process (changesets of one device are always applied one after the
+            other, in stream order).
         fetch_wait_s: Longest idle wait per fetch; bounds how long a graceful stop takes.
         tombstone_retention_ms: How long tombstones and removal entries are kept: the
             longest a device may stay offline and still catch up by pull.

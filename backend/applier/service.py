@@ -32,7 +32,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from backend.applier.config import ApplierConfig
 from backend.applier.errors import RetriesExhaustedError
@@ -151,6 +152,76 @@ class Applier:
         )
         return plan.result
 
+    async def apply_changesets(
+        self, items: Sequence[tuple[ChangesetEnvelope, str | None]]
+    ) -> list[ChangesetResult]:
+        """Apply changesets of different devices with one read and one group commit.
+
+        The changesets are planned against one ``get_many`` of every record they touch
+        and committed with one :meth:`~backend.store.base.RecordStore.apply_group`: each
+        stays atomic on its own, with its own sequences and stored result, but the group
+        shares one transaction (on SQLite, a 64-changeset group costs about a third of
+        the store CPU of 64 single commits). A changeset that touches a record an earlier
+        one of the group touches, and one the group commit refused (another writer got
+        there first, or it is a redelivery of a stored changeset), is applied afterwards
+        by :meth:`apply_changeset`, in the order given. Give at most one changeset per
+        device: a device's changesets must commit in order, and a refused one would be
+        overtaken by its successor.
+
+        Args:
+            items: ``(envelope, reply_subject)`` pairs.
+
+        Returns:
+            The results, in the order of ``items``.
+
+        Raises:
+            StoreError, MessagingError, RetriesExhaustedError: as :meth:`apply_changeset`;
+                whatever committed before the failure replays on the next delivery.
+        """
+        if len(items) == 1:
+            envelope, reply = items[0]
+            return [await self.apply_changeset(envelope, reply_subject=reply)]
+        start = time.perf_counter()
+        claimed: set[Key] = set()
+        grouped: list[int] = []
+        for i, (envelope, _) in enumerate(items):
+            keys = touched_keys(envelope.push.mutations)
+            if claimed.isdisjoint(keys):
+                claimed.update(keys)
+                grouped.append(i)
+        current = await self.store.get_many(list(claimed))
+        now, max_skew = self.now(), self.config.max_skew_ms
+        plans = [plan_changeset(items[i][0], current, self.rules, now, max_skew) for i in grouped]
+        outcomes = await self.store.apply_group([p.batch for p in plans])
+        elapsed = time.perf_counter() - start
+        results: list[ChangesetResult | None] = [None] * len(items)
+        announcements: list[_Announcement] = []
+        for i, plan, outcome in zip(grouped, plans, outcomes, strict=True):
+            if not isinstance(outcome, CommitResult):
+                continue  # refused: the one-by-one path below re-reads, replays or retries
+            if plan.result.seq == 0:
+                plan.result.seq = outcome.last_seq
+            results[i] = plan.result
+            self.metrics.record_result("device", plan.result, elapsed)
+            envelope, reply = items[i]
+            etags = {(r.entity, r.id): r.upstream_etag for r in outcome.records}
+            announcements.append(
+                _Announcement(
+                    plan.result,
+                    plan.channels,
+                    reply or results_subject(envelope.push.changeset_id),
+                    outbound_changes(envelope, plan.result, etags),
+                )
+            )
+        await self._announce_all(announcements)
+        out: list[ChangesetResult] = []
+        for i, result in enumerate(results):
+            if result is None:
+                envelope, reply = items[i]
+                result = await self.apply_changeset(envelope, reply_subject=reply)
+            out.append(result)
+        return out
+
     async def _replay_changeset(
         self, envelope: ChangesetEnvelope, stored: ChangesetResult, reply_subject: str | None
     ) -> None:
@@ -259,15 +330,30 @@ class Applier:
         outbound: list[OutboundChange],
     ) -> None:
         """Publish the result, the channel pokes and the outbound changes (in that order)."""
+        await self._announce_all([_Announcement(result, channels, reply_subject, outbound)])
+
+    async def _announce_all(self, announcements: Sequence[_Announcement]) -> None:
+        """Results first, then one poke per channel (at its newest sequence), then outbound.
+
+        A group commit touching one channel many times pokes it once: a device pulls
+        everything after its checkpoint anyway.
+        """
         broker = self.broker
-        if broker is None:
+        if broker is None or not announcements:
             return
-        if reply_subject is not None:
-            await broker.publish_core(reply_subject, encode(result))
-        if channels:
+        newest: dict[str, int] = {}
+        outbound: list[OutboundChange] = []
+        for a in announcements:
+            if a.reply_subject is not None:
+                await broker.publish_core(a.reply_subject, encode(a.result))
+            for channel in a.channels:
+                if newest.get(channel, -1) < a.result.seq:
+                    newest[channel] = a.result.seq
+            outbound.extend(a.outbound)
+        if newest:
             committed_ms = self.now()
-            for channel in sorted(channels):
-                event = ChangeEvent(channel=channel, seq=result.seq, committed_ms=committed_ms)
+            for channel in sorted(newest):
+                event = ChangeEvent(channel=channel, seq=newest[channel], committed_ms=committed_ms)
                 await broker.publish_core(event_subject(channel), encode(event))
         if outbound:
             await self._publish_outbound(broker, outbound)
@@ -291,6 +377,16 @@ class Applier:
                 headers={MSG_ID_HEADER: change.change_id},
             )
         await broker.publish(outbound_subject(last.entity), encode(last), msg_id=last.change_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Announcement:
+    """What one committed changeset publishes."""
+
+    result: ChangesetResult
+    channels: set[str]
+    reply_subject: str | None
+    outbound: list[OutboundChange]
 
 
 def _channels_of(records: Iterable[Record]) -> set[str]:

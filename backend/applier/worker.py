@@ -8,7 +8,8 @@ that leaves it unacked and JetStream hands it to another process, whose stored-r
 makes the second delivery a replay, never a second apply.
 
 Changesets of one device (one subject) are applied one after the other in stream order;
-changesets of different devices run concurrently, at most ``max_concurrency`` at a time.
+changesets of different devices in one fetched batch share a group commit (one read, one
+transaction, a savepoint each). At most ``max_concurrency`` commits run at a time.
 A message that cannot be decoded is copied to the dead-letter stream and acked (retrying
 it cannot help).
 """
@@ -24,7 +25,7 @@ import msgspec
 
 from backend.applier.config import ApplierConfig
 from backend.applier.errors import ApplierError, MalformedMessageError
-from backend.applier.messages import envelope_decoder, upstream_decoder
+from backend.applier.messages import ChangesetEnvelope, envelope_decoder, upstream_decoder
 from backend.applier.service import Applier
 from backend.messaging.broker import Broker
 from backend.messaging.messages import ConsumeStats, Delivery
@@ -118,19 +119,33 @@ class ApplierWorker:
     # ------------------------------------------------------------------ handlers
 
     async def handle_changesets(self, deliveries: Sequence[Delivery]) -> None:
-        """Apply a batch of device changesets: per device in order, devices concurrently.
+        """Apply a batch of device changesets: per device in order, devices together.
+
+        Round ``k`` holds the ``k``-th changeset of every device in the batch and is
+        applied with one group commit (:meth:`Applier.apply_changesets`); a device's next
+        changeset waits for the next round, so each device's changesets commit in stream
+        order. Undecodable messages are dead-lettered first.
 
         Raises:
-            Exception: The first failure, after every other changeset of the batch was
-                handled (the consumer loop then retries the batch message by message;
-                the ones that succeeded replay from their stored results).
+            Exception: The first failure (the consumer loop then retries the batch message
+                by message; the ones that committed replay from their stored results).
         """
-        per_device: dict[str, list[Delivery]] = {}
+        rounds: list[list[tuple[ChangesetEnvelope, str | None]]] = []
+        depth: dict[str, int] = {}
         for d in deliveries:
-            per_device.setdefault(d.subject, []).append(d)
-        await _all_or_first_error(
-            [self._in_order(group, self._apply_changeset) for group in per_device.values()]
-        )
+            try:
+                envelope = envelope_decoder.decode(d.data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                await self._dead_letter(d, MalformedMessageError(f"not a changeset envelope: {e}"))
+                continue
+            k = depth.get(d.subject, 0)
+            depth[d.subject] = k + 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append((envelope, d.headers.get(RESULT_SUBJECT_HEADER)))
+        for items in rounds:
+            async with self._slots:
+                await self.applier.apply_changesets(items)
 
     async def handle_upstream(self, deliveries: Sequence[Delivery]) -> None:
         """Apply upstream batches one after the other (each is one large transaction)."""
@@ -142,16 +157,6 @@ class ApplierWorker:
         for d in deliveries:
             async with self._slots:
                 await apply(d)
-
-    async def _apply_changeset(self, d: Delivery) -> None:
-        try:
-            envelope = envelope_decoder.decode(d.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            await self._dead_letter(d, MalformedMessageError(f"not a changeset envelope: {e}"))
-            return
-        await self.applier.apply_changeset(
-            envelope, reply_subject=d.headers.get(RESULT_SUBJECT_HEADER)
-        )
 
     async def _apply_upstream(self, d: Delivery) -> None:
         try:
@@ -216,14 +221,3 @@ class ApplierWorker:
         if dropped:
             logger.info("compaction dropped %d entries", dropped)
         return dropped
-
-
-async def _all_or_first_error(calls: list[Awaitable[None]]) -> None:
-    """Run ``calls`` concurrently to the end, then raise the first failure, if any."""
-    if len(calls) == 1:
-        await calls[0]
-        return
-    outcomes = await asyncio.gather(*calls, return_exceptions=True)
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException):
-            raise outcome

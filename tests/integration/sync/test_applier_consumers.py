@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 
 from backend.applier.messages import Actor, ChangesetEnvelope, encode
 from backend.applier.plan import outbound_changes
-from backend.messaging.subjects import OUTBOUND_STREAM, changeset_subject
+from backend.messaging.subjects import CHANGESETS_STREAM, OUTBOUND_STREAM, changeset_subject
 from sync_protocol.changesets import Mutation, PushRequest, UpstreamBatch
 from sync_protocol.hlc import HLC
 
@@ -142,6 +143,26 @@ async def test_applier_killed_mid_batch_is_redelivered_with_no_duplicate_and_no_
 
     await eventually(
         lambda: _done(store, devices, 40), within=30, message="the child applier made progress"
+    )
+
+    async def frozen_with_committed_unacked() -> bool:
+        # Freeze the child, then look: some changeset committed whose message is not acked
+        # yet (results beyond the acked count) is exactly the window a crash must survive.
+        child.proc.send_signal(signal.SIGSTOP)
+        before = await broker.consumer_state(CHANGESETS_STREAM, "applier-changesets")
+        committed = await _count_results(store, devices)
+        after = await broker.consumer_state(CHANGESETS_STREAM, "applier-changesets")
+        acked = after.delivered_stream_seq - after.num_ack_pending
+        if before == after and committed > acked:
+            return True
+        child.proc.send_signal(signal.SIGCONT)
+        return False
+
+    await eventually(
+        frozen_with_committed_unacked,
+        within=30,
+        interval=0.001,
+        message="the child froze with a committed, unacked changeset",
     )
     child.kill()
     at_kill = await _count_results(store, devices)

@@ -208,3 +208,91 @@ async def test_without_a_broker_nothing_is_published(store, rules, envelope, ts)
     result = await applier.apply_changeset(_two_creates(envelope, ts))
     assert result.results[0].outcome == "applied"
     assert (await applier.apply_changeset(_two_creates(envelope, ts))) == result
+
+
+# ---------------------------------------------------------------------- group commits
+
+A3 = "10000000-0000-4000-8000-000000000003"
+
+
+def _create(envelope, ts, id: str, device: str, counter: int = 1, name: str = "Uno"):
+    return envelope(
+        [Mutation(entity="account", id=id, clock=ts(5, device), fields={"name": name})],
+        counter,
+        device=device,
+    )
+
+
+async def test_a_group_commits_once_and_answers_each_changeset(
+    applier, store, broker, envelope, ts
+) -> None:
+    calls: list[int] = []
+    original = store.apply_group
+
+    async def spy(batches):
+        calls.append(len(batches))
+        return await original(batches)
+
+    store.apply_group = spy  # type: ignore[method-assign]
+    items = [
+        (_create(envelope, ts, A1, "dev-a"), "_INBOX.a"),
+        (_create(envelope, ts, A2, "dev-b"), None),
+        (_create(envelope, ts, A3, "dev-c"), "_INBOX.c"),
+    ]
+
+    results = await applier.apply_changesets(items)
+
+    assert calls == [3]
+    assert [r.changeset_id for r in results] == ["dev-a:1", "dev-b:1", "dev-c:1"]
+    assert [r.seq for r in results] == [1, 2, 3]
+    assert all(r.results[0].outcome == "applied" for r in results)
+    for r in results:
+        assert msgspec.msgpack.encode(await store.changeset_result(r.changeset_id)) == (
+            msgspec.msgpack.encode(r)
+        )
+    assert [p.subject for p in broker.on("_INBOX.")] == ["_INBOX.a", "_INBOX.c"]
+    assert [p.subject for p in broker.on("sync.results.")] == ["sync.results.dev-b:1"]
+    # One poke per channel, at the group's newest sequence in it.
+    (event,) = broker.on("crm.events.")
+    assert event_decoder.decode(event.data).seq == 3
+    assert [o.msg_id for o in broker.on("sync.outbound.")] == [
+        "dev-a:1/0",
+        "dev-b:1/0",
+        "dev-c:1/0",
+    ]
+    assert applier.metrics.tally["device.changesets"] == 3
+
+
+async def test_a_changeset_touching_a_grouped_record_is_applied_after_the_group(
+    applier, store, envelope, ts
+) -> None:
+    first = _create(envelope, ts, A1, "dev-a", name="Uno")
+    rival = envelope(
+        [Mutation(entity="account", id=A1, clock=ts(9, "dev-b"), fields={"name": "Due"})],
+        device="dev-b",
+    )
+
+    results = await applier.apply_changesets([(first, None), (rival, None)])
+
+    assert [r.results[0].outcome for r in results] == ["applied", "merged"]
+    assert results[0].seq < results[1].seq
+    rec = store.records[("account", A1)]
+    assert (rec.version, rec.fields["name"]) == (2, "Due")
+
+
+async def test_a_redelivered_changeset_in_a_group_replays_its_stored_result(
+    applier, store, broker, envelope, ts
+) -> None:
+    old = _create(envelope, ts, A1, "dev-a")
+    stored = await applier.apply_changeset(old)
+    applies = store.applies
+
+    results = await applier.apply_changesets(
+        [(old, None), (_create(envelope, ts, A2, "dev-b"), None)]
+    )
+
+    assert msgspec.msgpack.encode(results[0]) == msgspec.msgpack.encode(stored)
+    assert results[1].results[0].outcome == "applied"
+    assert store.applies == applies + 1  # only the new changeset was written
+    assert applier.metrics.tally["device.replays"] == 1
+    assert store.records[("account", A1)].version == 1

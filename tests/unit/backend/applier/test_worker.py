@@ -31,18 +31,17 @@ def _delivery(subject: str, data: bytes, seq: int, headers: dict[str, str] | Non
     )
 
 
-async def test_changesets_of_one_device_apply_in_order_devices_concurrently(
+async def test_changesets_of_one_device_apply_in_order_devices_grouped(
     applier, store, envelope, ts
 ) -> None:
-    order: list[str] = []
-    original = applier.apply_changeset
+    rounds: list[list[str]] = []
+    original = applier.apply_changesets
 
-    async def spy(env, *, reply_subject=None):
-        order.append(env.push.changeset_id)
-        await asyncio.sleep(0)
-        return await original(env, reply_subject=reply_subject)
+    async def spy(items):
+        rounds.append([env.push.changeset_id for env, _ in items])
+        return await original(items)
 
-    applier.apply_changeset = spy  # type: ignore[method-assign]
+    applier.apply_changesets = spy  # type: ignore[method-assign]
     worker = ApplierWorker(applier, applier.broker)
     envs = [
         envelope([Mutation(entity="lead", id=IDS[0], clock=ts(1), fields={"subject": "a"})], 1),
@@ -66,7 +65,8 @@ async def test_changesets_of_one_device_apply_in_order_devices_concurrently(
 
     await worker.handle_changesets(deliveries)
 
-    assert order.index("dev-a:1") < order.index("dev-a:2")
+    # The first changeset of each device share a group commit; dev-a's second waits for it.
+    assert rounds == [["dev-a:1", "dev-b:1"], ["dev-a:2"]]
     assert store.records[("lead", IDS[0])].fields["subject"] == "c"
     assert store.records[("lead", IDS[0])].version == 2
     assert ("lead", IDS[1]) in store.records
@@ -97,29 +97,33 @@ async def test_undecodable_message_is_dead_lettered_not_retried(applier, broker)
     assert applier.metrics.tally["malformed"] == 1
 
 
-async def test_a_failing_device_does_not_stop_the_others(applier, store, envelope, ts) -> None:
-    original = applier.apply_changeset
+async def test_a_store_failure_fails_the_batch_and_each_message_then_stands_alone(
+    applier, store, envelope, ts
+) -> None:
+    original = store.apply_group
 
-    async def flaky(env, *, reply_subject=None):
-        if env.push.device_id == "dev-bad":
+    async def flaky(batches):
+        if any(b.device_id == "dev-bad" for b in batches):
             raise RuntimeError("store down")
-        return await original(env, reply_subject=reply_subject)
+        return await original(batches)
 
-    applier.apply_changeset = flaky  # type: ignore[method-assign]
+    store.apply_group = flaky  # type: ignore[method-assign]
     worker = ApplierWorker(applier, applier.broker)
     good = envelope([Mutation(entity="lead", id=IDS[3], clock=ts(1), fields={"subject": "ok"})])
     bad = envelope(
         [Mutation(entity="lead", id=IDS[4], clock=ts(1), fields={"subject": "x"})], device="dev-bad"
     )
+    deliveries = [
+        _delivery("sync.changesets.dev-bad", encode(bad), 1),
+        _delivery("sync.changesets.dev-a", encode(good), 2),
+    ]
 
     with pytest.raises(RuntimeError):
-        await worker.handle_changesets(
-            [
-                _delivery("sync.changesets.dev-bad", encode(bad), 1),
-                _delivery("sync.changesets.dev-a", encode(good), 2),
-            ]
-        )
+        await worker.handle_changesets(deliveries)
+    assert ("lead", IDS[3]) not in store.records  # one transaction: nothing committed
 
+    # The consumer loop then retries message by message: the good one goes through.
+    await worker.handle_changesets(deliveries[1:])
     assert ("lead", IDS[3]) in store.records
 
 
