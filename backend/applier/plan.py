@@ -31,6 +31,7 @@ from sync_protocol.errors import (
     ClockError,
     OperationNotAllowedError,
     OutOfScopeError,
+    RecordNotFoundError,
     RulesError,
 )
 from sync_protocol.merge import MergeContext, MergeResult, merge
@@ -237,6 +238,10 @@ def _accept_device(
 ) -> MutationResult:
     """Scope-check a device merge's new record and carry it into the working set."""
     result = merged.result
+    if result.code == RecordNotFoundError.code:
+        # The same answer as a record outside the caller's scope: a device must not be
+        # able to tell a record that does not exist from one it may not see.
+        return _rejected(index, m, OutOfScopeError.code, None)
     record = merged.record
     if record is None or not merged.changed:
         return result

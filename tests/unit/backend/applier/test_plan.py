@@ -79,6 +79,29 @@ def test_record_outside_scope_is_rejected_not_found_without_detail(
     assert plan.channels == set()
 
 
+def test_missing_and_out_of_scope_records_get_the_same_answer(
+    envelope, rules, ts, stored_account
+) -> None:
+    # No existence oracle: an update of a record that does not exist reads exactly like an
+    # update of one the caller may not see.
+    hidden = stored_account(A1, owner=OTHER)
+    missing = "10000000-0000-4000-8000-0000000000ff"
+    env = envelope(
+        [
+            Mutation(entity="account", id=A1, clock=ts(5), base_version=1, fields={"name": "x"}),
+            Mutation(
+                entity="account", id=missing, clock=ts(6), base_version=1, fields={"name": "x"}
+            ),
+        ]
+    )
+
+    plan = plan_changeset(env, {("account", A1): hidden}, rules, NOW, SKEW)
+
+    shapes = [(r.outcome, r.code, r.message, r.fields) for r in plan.result.results]
+    assert shapes == [("rejected", "not_found", None, {})] * 2
+    assert plan.batch.writes == []
+
+
 def test_new_record_outside_the_actors_channels_is_rejected(envelope, rules, ts) -> None:
     # A dealer manager may set owner and territory, but not to land the record elsewhere.
     env = envelope(
