@@ -149,6 +149,15 @@ class RecordStore(ABC):
     async def get_state(self, key: str) -> bytes | None:
         """A small durable value (importer checkpoint, delta token, device entry)."""
 
+    async def get_states(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """Several durable values in one read; missing keys are absent from the result."""
+        out: dict[str, bytes] = {}
+        for key in keys:
+            value = await self.get_state(key)
+            if value is not None:
+                out[key] = value
+        return out
+
     @abstractmethod
     async def put_state(self, key: str, value: bytes | None) -> None:
         """Set (or with ``None`` delete) a durable value."""

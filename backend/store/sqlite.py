@@ -981,6 +981,20 @@ class SqliteRecordStore(RecordStore):
 
         return await self._read(read)
 
+    async def get_states(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """Several durable values in one read (one query, one snapshot)."""
+        wanted = list(dict.fromkeys(keys))
+
+        def read(conn: sqlite3.Connection) -> dict[str, bytes]:
+            out: dict[str, bytes] = {}
+            for chunk in _chunks(wanted, _KEYS_PER_QUERY):
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT key, value FROM state WHERE key IN ({marks})"
+                out.update((k, bytes(v)) for k, v in conn.execute(sql, chunk))
+            return out
+
+        return await self._read(read) if wanted else {}
+
     async def put_state(self, key: str, value: bytes | None) -> None:
         """Set (or with ``None`` delete) a durable value."""
 

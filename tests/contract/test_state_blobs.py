@@ -29,6 +29,21 @@ async def test_state_values_can_be_set_listed_and_deleted(store: RecordStore) ->
     await store.put_state("devices/dev-1", None)  # deleting twice is fine
 
 
+async def test_several_state_values_come_in_one_read(store: RecordStore) -> None:
+    await store.put_state("device:a", b"A")
+    await store.put_state("revoked:a", b"R")
+    await store.put_state("device:b", b"B")
+
+    got = await store.get_states(["device:a", "revoked:a", "device:zz", "device:a"])
+
+    assert got == {"device:a": b"A", "revoked:a": b"R"}
+    assert await store.get_states([]) == {}
+    many = [f"k{i}" for i in range(1200)]  # more keys than one query takes
+    for k in many[::100]:
+        await store.put_state(k, k.encode())
+    assert await store.get_states(many) == {k: k.encode() for k in many[::100]}
+
+
 async def test_list_state_treats_the_prefix_literally(store: RecordStore) -> None:
     await store.put_state("a_b/1", b"x")
     await store.put_state("aXb/1", b"y")
