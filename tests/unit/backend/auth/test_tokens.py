@@ -186,3 +186,66 @@ async def test_audience_list_containing_ours_is_accepted(
 ) -> None:
     token = signer.sign(_claims(signer, aud=["other", signer.audience]))
     assert (await verifier.verify(token))["sub"]
+
+
+async def test_a_verified_token_is_reused_without_a_second_signature_check(
+    signer: DevSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [time.time()]
+    keys = KeySetCache(StaticKeySetSource(signer.jwks()))
+    verifier = TokenVerifier(
+        keys, issuer=signer.issuer, audience=signer.audience, cache_s=60, clock=lambda: now[0]
+    )
+    checks: list[str] = []
+    real = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        checks.append(token)
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr("backend.auth.tokens.jwt.decode", counting)
+    token = signer.issue("sales_rep", ttl_s=600)
+
+    first = await verifier.verify(token)
+    first["sub"] = "tampered by the caller"
+    second = await verifier.verify(token)
+    assert len(checks) == 1
+    assert second["sub"] == "00000000-0000-4000-8000-000000000001"  # callers get copies
+
+    now[0] += 61  # past the cache period: the signature is checked again
+    await verifier.verify(token)
+    assert len(checks) == 2
+    # A forged token is never served from the cache of a genuine one.
+    with pytest.raises(InvalidTokenError):
+        await verifier.verify(token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"))
+
+
+async def test_a_cached_token_is_never_served_past_its_exp(
+    signer: DevSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [time.time()]
+    keys = KeySetCache(StaticKeySetSource(signer.jwks()))
+    verifier = TokenVerifier(
+        keys,
+        issuer=signer.issuer,
+        audience=signer.audience,
+        leeway_s=5,
+        cache_s=3600,
+        clock=lambda: now[0],
+    )
+    checks: list[str] = []
+    real = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        checks.append(token)
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr("backend.auth.tokens.jwt.decode", counting)
+    token = signer.sign(_claims(signer, exp=int(now[0]) + 100))
+    await verifier.verify(token)
+    now[0] += 100  # within exp + leeway: still cached
+    await verifier.verify(token)
+    assert len(checks) == 1
+    now[0] += 6  # past exp + leeway: the full check runs again (and would say "expired")
+    await verifier.verify(token)
+    assert len(checks) == 2
