@@ -11,9 +11,10 @@ answered ``rejected`` with code ``not_found``, exactly like a record that does n
 Hand-off: the :class:`~backend.applier.messages.ChangesetEnvelope` is published to
 ``sync.changesets.<device>`` with ``Nats-Msg-Id`` = changeset id (JetStream's duplicate
 window makes a retried push a no-op) and a result-subject header naming this gateway's
-result inbox. The push waits up to ``push_wait_ms`` for the applier's answer there; a
-stored result (an earlier attempt already applied) is answered at once without
-publishing.
+result inbox. The push waits up to ``push_wait_ms`` for the applier's answer there. A
+retry of an applied changeset is a duplicate publish inside the window and is answered
+from the stored result at once; an older one reaches the applier again, which replays
+the stored result to this gateway's inbox.
 """
 
 from __future__ import annotations
@@ -177,9 +178,8 @@ class ChangesetDispatcher:
                 the device retries with the same changeset id).
         """
         cid = push.changeset_id
-        stored = await self.store.changeset_result(cid)
-        if stored is not None:
-            return stored, True
+        # No store read up front: a retry of a stored changeset is a duplicate publish
+        # (JetStream's window), and one older than the window is replayed by the applier.
         future: asyncio.Future[ChangesetResult] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(cid, []).append(future)
         try:
@@ -192,6 +192,10 @@ class ChangesetDispatcher:
                 msg_id=cid,
                 headers={RESULT_SUBJECT_HEADER: self.result_subject(cid)},
             )
+            if ack.duplicate:
+                stored = await self.store.changeset_result(cid)
+                if stored is not None:
+                    return stored, True
             return await self._wait(cid, future, wait_s, poll_store=ack.duplicate), False
         finally:
             waiters = self._waiters.get(cid)
