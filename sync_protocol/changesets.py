@@ -25,8 +25,11 @@ FieldOutcome = Literal["applied", "unchanged", "overridden", "held"]
 ``overridden`` (a concurrent server value won), ``held`` (manual conflict opened)."""
 
 
-class Mutation(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Mutation(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """One change to one record.
+
+    Not GC-tracked (``gc=False``): atoms, an :class:`HLC` and a dict of JSON values cannot
+    refer back to the mutation, so it can never be part of a reference cycle.
 
     Attributes:
         entity: entity name.
@@ -61,8 +64,12 @@ class PushRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     schema_version: int = 1
 
 
-class MutationResult(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """The outcome of one mutation, with the values that won."""
+class MutationResult(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """The outcome of one mutation, with the values that won.
+
+    Not GC-tracked (``gc=False``): atoms, dicts of JSON values or literals and a list of
+    strings cannot refer back to the result, so it can never be part of a reference cycle.
+    """
 
     index: int
     entity: str

@@ -31,8 +31,8 @@ def record_hash(entity: str, id: str, version: int, fields: Mapping[str, Any]) -
     return int.from_bytes(h.digest(), "little")
 
 
-class ChannelChecksum(msgspec.Struct, array_like=True, frozen=True):
-    """``[count, digest]`` of the live records in one channel."""
+class ChannelChecksum(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """``[count, digest]`` of the live records in one channel (two ints: not GC-tracked)."""
 
     count: int = 0
     digest: int = 0

@@ -15,8 +15,11 @@ Action = Literal["none", "resync", "wipe"]
 re-bootstrap, keeping unsynced local changes) or ``wipe`` (device revoked: crypto-shred)."""
 
 
-class Removal(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A record the device must purge because no remaining grant covers it."""
+class Removal(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """A record the device must purge because no remaining grant covers it.
+
+    Only strings: it cannot be part of a reference cycle, so it is not GC-tracked.
+    """
 
     entity: str
     id: str

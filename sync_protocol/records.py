@@ -83,16 +83,27 @@ class Record(msgspec.Struct, kw_only=True, omit_defaults=True):
             fields={} if self.deleted else self.fields,
             deleted=self.deleted,
             clock=self.max_clock(),
-            channels=self.channels,
+            channels=tuple(self.channels),
         )
 
 
-class RecordChange(msgspec.Struct, kw_only=True, omit_defaults=True):
+class RecordChange(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """A record as a device receives it.
 
     ``clock`` is the record's greatest clock: the SDK feeds it to its HLC so that its next
     local edit is ordered after everything it has seen. ``channels`` lets the SDK keep
     per-channel checksums and purge a record only when no granted channel holds it.
+
+    Pages of these are the bulk of what a device decodes, so a decoded one holds nothing
+    the cyclic garbage collector has to visit: the struct is not GC-tracked (``gc=False``),
+    ``fields`` holds only JSON values (a dict of atoms is never tracked), ``clock`` is an
+    untracked :class:`HLC` and ``channels`` is a tuple of strings (untracked by the first
+    young collection; a list would stay tracked while the page lives). ``gc=False`` is safe
+    because a ``RecordChange`` cannot be part of a reference cycle: its fields are atoms,
+    an ``HLC``, a tuple of strings and a dict of JSON values, none of which can refer back
+    to it (``tests/unit/sync_protocol/test_gc.py``). Storing a ``RecordChange`` inside its
+    own ``fields`` would leak it; nothing does. On the wire ``channels`` is an array as
+    before: the bytes are unchanged.
     """
 
     entity: str
@@ -102,4 +113,4 @@ class RecordChange(msgspec.Struct, kw_only=True, omit_defaults=True):
     fields: dict[str, Any] = {}
     deleted: bool = False
     clock: HLC | None = None
-    channels: list[str] = []
+    channels: tuple[str, ...] = ()

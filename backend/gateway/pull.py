@@ -49,7 +49,7 @@ def _ms() -> int:
 def change_for(record: Record, grants: frozenset[str]) -> RecordChange:
     """The record as the caller receives it: only the caller's channels are named."""
     change = record.to_change()
-    change.channels = [c for c in record.channels if c in grants]
+    change.channels = tuple(c for c in record.channels if c in grants)
     return change
 
 

@@ -97,7 +97,7 @@ MESSAGES: dict[str, Any] = {
                     "industrycode": 5,
                 },
                 clock=HLC(1_767_225_600_000, 2, "tab-it-0042"),
-                channels=["country:IT", "territory:IT-NW"],
+                channels=("country:IT", "territory:IT-NW"),
             ),
             RecordChange(
                 entity="lead",

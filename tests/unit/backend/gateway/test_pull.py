@@ -57,7 +57,7 @@ async def test_a_sales_rep_sees_only_their_own_records(
     await seed("account", ownerid=KOWALSKA.sub, territory="IT-NW", country="IT", name="X")
     page = await pull(client, auth("marco.rossi"))
     assert [c.id for c in page.changes] == [mine.id]
-    assert page.changes[0].channels == [f"owner:{ROSSI.sub}"]  # only granted channels named
+    assert page.changes[0].channels == (f"owner:{ROSSI.sub}",)  # only granted channels named
     assert page.action == "none" and not page.has_more
     assert set(page.checksums) == {f"owner:{ROSSI.sub}"}
     assert page.checksums[f"owner:{ROSSI.sub}"].count == 1
