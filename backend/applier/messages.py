@@ -4,8 +4,9 @@ All are msgspec Structs encoded as msgpack. The gateway publishes a
 :class:`ChangesetEnvelope` to ``sync.changesets.<device-token>`` with the changeset id as
 ``Nats-Msg-Id``; the importer and the file import publish
 :class:`~sync_protocol.changesets.UpstreamBatch` to ``sync.upstream.<entity>``; the
-applier publishes :class:`OutboundChange` to ``sync.outbound.<entity>`` for writeback,
-the :class:`~sync_protocol.changesets.ChangesetResult` to the results subject, and a
+applier publishes each changeset's :class:`OutboundChange` list as an
+:class:`OutboundBatch` to ``sync.outbound.changes`` for writeback, the
+:class:`~sync_protocol.changesets.ChangesetResult` to the results subject, and a
 :class:`ChangeEvent` to ``crm.events.<channel-token>`` after each commit.
 """
 
@@ -59,6 +60,19 @@ class OutboundChange(msgspec.Struct, kw_only=True, omit_defaults=True):
     user: str = ""
 
 
+class OutboundBatch(msgspec.Struct, kw_only=True):
+    """Several :class:`OutboundChange` of one changeset in one stream message.
+
+    One message per changeset instead of one per mutation: the per-message cost (client,
+    server, consumer) was most of the applier's NATS work. Changes keep their own
+    ``change_id`` (writeback's de-duplication key); the message's ``Nats-Msg-Id`` is
+    ``<changeset_id>/out/<n>``. A changeset whose changes do not fit one message is
+    split into several, deterministically, so a replay publishes the same ids.
+    """
+
+    changes: list[OutboundChange]
+
+
 class ChangeEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A "changes available" poke for one channel: the committed sequence that touched it."""
 
@@ -70,6 +84,22 @@ class ChangeEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
 encode = msgspec.msgpack.Encoder().encode
 envelope_decoder = msgspec.msgpack.Decoder(ChangesetEnvelope)
 outbound_decoder = msgspec.msgpack.Decoder(OutboundChange)
+_outbound_batch_decoder = msgspec.msgpack.Decoder(OutboundBatch)
+
+
+def decode_outbound(data: bytes) -> list[OutboundChange]:
+    """The changes in an outbound message: an :class:`OutboundBatch`, or (as published
+    before batches existed) a single :class:`OutboundChange`.
+
+    Raises:
+        msgspec.DecodeError: Neither.
+    """
+    try:
+        return _outbound_batch_decoder.decode(data).changes
+    except msgspec.ValidationError:
+        return [outbound_decoder.decode(data)]
+
+
 event_decoder = msgspec.msgpack.Decoder(ChangeEvent)
 upstream_decoder = msgspec.msgpack.Decoder(UpstreamBatch)
 result_decoder = msgspec.msgpack.Decoder(ChangesetResult)

@@ -11,8 +11,10 @@ changeset planned again (bounded). After the commit, and only then, the applier 
    NATS) for the gateway waiting on that push;
 2. a :class:`~backend.applier.messages.ChangeEvent` per touched channel (core NATS), which
    gateways turn into "changes" pokes;
-3. an :class:`~backend.applier.messages.OutboundChange` per effective device mutation to
-   ``sync.outbound.<entity>`` (JetStream, ``Nats-Msg-Id`` = ``<changeset_id>/<index>``)
+3. the :class:`~backend.applier.messages.OutboundChange` of every effective device
+   mutation, as one :class:`~backend.applier.messages.OutboundBatch` per changeset (split
+   only if too large) on ``sync.outbound.changes`` (JetStream, ``Nats-Msg-Id`` =
+   ``<changeset_id>/out/<n>``; each change keeps ``change_id`` = ``<changeset_id>/<index>``)
    for the importer's writeback.
 
 The stream message is acked by the consumer loop after this returns. A crash between the
@@ -37,7 +39,13 @@ from dataclasses import dataclass
 
 from backend.applier.config import ApplierConfig
 from backend.applier.errors import RetriesExhaustedError
-from backend.applier.messages import ChangeEvent, ChangesetEnvelope, OutboundChange, encode
+from backend.applier.messages import (
+    ChangeEvent,
+    ChangesetEnvelope,
+    OutboundBatch,
+    OutboundChange,
+    encode,
+)
 from backend.applier.metrics import ApplierMetrics
 from backend.applier.plan import (
     Key,
@@ -52,8 +60,8 @@ from backend.applier.plan import (
 from backend.messaging.broker import Broker
 from backend.messaging.subjects import (
     MSG_ID_HEADER,
+    OUTBOUND_BATCH_SUBJECT,
     event_subject,
-    outbound_subject,
     results_subject,
 )
 from backend.store.base import RecordStore
@@ -66,6 +74,8 @@ from sync_protocol.rules import SyncRules
 logger = logging.getLogger("crmsync.applier")
 
 _RETRY_BACKOFF_S = 0.002
+OUTBOUND_MAX_BYTES = 256 * 1024
+"""Largest outbound message (the stream takes 1 MiB; headers and growth need room)."""
 
 
 def wall_ms() -> int:
@@ -342,14 +352,14 @@ class Applier:
         if broker is None or not announcements:
             return
         newest: dict[str, int] = {}
-        outbound: list[OutboundChange] = []
+        outbound: list[tuple[str, bytes]] = []
         for a in announcements:
             if a.reply_subject is not None:
                 await broker.publish_core(a.reply_subject, encode(a.result))
             for channel in a.channels:
                 if newest.get(channel, -1) < a.result.seq:
                     newest[channel] = a.result.seq
-            outbound.extend(a.outbound)
+            outbound.extend(outbound_messages(a.result.changeset_id, a.outbound))
         if newest:
             committed_ms = self.now()
             for channel in sorted(newest):
@@ -358,25 +368,48 @@ class Applier:
         if outbound:
             await self._publish_outbound(broker, outbound)
 
-    async def _publish_outbound(self, broker: Broker, outbound: list[OutboundChange]) -> None:
-        """Store the changes in ``SYNC_OUTBOUND``, in order, each de-duplicated by its id.
+    async def _publish_outbound(self, broker: Broker, messages: list[tuple[str, bytes]]) -> None:
+        """Store outbound batches in ``SYNC_OUTBOUND``, in order, each de-duplicated by its id.
 
-        Waiting for a JetStream ack per message costs a round trip and most of the
-        applier's CPU (20 acks for a 20-mutation changeset). All but the last message go
-        out as plain publishes on the stream's subjects (JetStream stores them and honours
-        their ``Nats-Msg-Id`` just the same); the last one is published with an ack. One
-        connection, one stream: the stream processes them in the order sent, so the ack of
-        the last means the earlier ones were processed too. If it fails, the changeset is
-        not acked, comes back, and everything is published again (duplicates dropped).
+        Waiting for a JetStream ack per message costs a round trip. All but the last
+        message go out as plain publishes on the stream's subject (JetStream stores them
+        and honours their ``Nats-Msg-Id`` just the same); the last one is published with
+        an ack. One connection, one stream: the stream processes them in the order sent,
+        so the ack of the last means the earlier ones were processed too. If it fails,
+        the changesets are not acked, come back, and everything is published again
+        (duplicates dropped).
         """
-        *unacked, last = outbound
-        for change in unacked:
-            await broker.publish_core(
-                outbound_subject(change.entity),
-                encode(change),
-                headers={MSG_ID_HEADER: change.change_id},
-            )
-        await broker.publish(outbound_subject(last.entity), encode(last), msg_id=last.change_id)
+        *unacked, (last_id, last) = messages
+        for msg_id, data in unacked:
+            await broker.publish_core(OUTBOUND_BATCH_SUBJECT, data, headers={MSG_ID_HEADER: msg_id})
+        await broker.publish(OUTBOUND_BATCH_SUBJECT, last, msg_id=last_id)
+
+
+def outbound_messages(
+    changeset_id: str, changes: list[OutboundChange], max_bytes: int = OUTBOUND_MAX_BYTES
+) -> list[tuple[str, bytes]]:
+    """A changeset's outbound changes as ``(msg_id, OutboundBatch bytes)`` messages.
+
+    Usually one message; halves, recursively, while a message would exceed ``max_bytes``
+    (the stream's message size limit, with room to spare). Deterministic, so a replay
+    publishes the same ids and JetStream drops them as duplicates.
+    """
+    chunks: list[list[OutboundChange]] = []
+
+    def split(part: list[OutboundChange]) -> None:
+        if len(part) > 1 and len(encode(OutboundBatch(changes=part))) > max_bytes:
+            half = len(part) // 2
+            split(part[:half])
+            split(part[half:])
+        else:
+            chunks.append(part)
+
+    if changes:
+        split(changes)
+    return [
+        (f"{changeset_id}/out/{n}", encode(OutboundBatch(changes=chunk)))
+        for n, chunk in enumerate(chunks)
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -266,6 +266,10 @@ def outbound_subject(entity: str) -> str:
     return f"{OUTBOUND_PREFIX}.{encode_token(entity)}"
 
 
+OUTBOUND_BATCH_SUBJECT = f"{OUTBOUND_PREFIX}.changes"
+"""JetStream subject of the applier's outbound batches (several entities in one message)."""
+
+
 def dead_letter_subject(stream: str, consumer: str) -> str:
     """JetStream subject where a consumer parks messages it gave up on.
 

@@ -1,7 +1,9 @@
 """Writeback: device-made changes to Dynamics, with optimistic concurrency.
 
 The applier publishes an :class:`~backend.applier.messages.OutboundChange` for every
-effective device mutation on ``sync.outbound.<entity>``; this module consumes them
+effective device mutation, a changeset's changes in one
+:class:`~backend.applier.messages.OutboundBatch` on ``sync.outbound.changes`` (single
+changes on ``sync.outbound.<entity>`` are still read); this module consumes them
 (durable ``importer-writeback``) and writes them to Dynamics:
 
 * **creates** are ``POST``\\ ed with the device's GUID as the primary key, so the record
@@ -35,7 +37,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from backend.applier.messages import OutboundChange, outbound_decoder
+from backend.applier.messages import OutboundChange, decode_outbound
 from backend.messaging.broker import Broker
 from backend.messaging.messages import ConsumeStats, Delivery
 from backend.messaging.subjects import OUTBOUND_STREAM
@@ -265,7 +267,7 @@ class Writeback:
         changes: list[OutboundChange] = []
         for d in deliveries:
             try:
-                changes.append(outbound_decoder.decode(d.data))
+                changes.extend(decode_outbound(d.data))
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
                 logger.error("undecodable outbound message %s seq %d", d.stream, d.stream_seq)
                 placeholder = OutboundChange(

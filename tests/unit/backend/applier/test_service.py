@@ -7,8 +7,15 @@ import pytest
 
 from backend.applier.config import ApplierConfig
 from backend.applier.errors import RetriesExhaustedError
-from backend.applier.messages import event_decoder, outbound_decoder, result_decoder
-from backend.applier.service import Applier
+from backend.applier.messages import (
+    OutboundChange,
+    decode_outbound,
+    encode,
+    event_decoder,
+    outbound_decoder,
+    result_decoder,
+)
+from backend.applier.service import Applier, outbound_messages
 from backend.messaging.errors import BrokerTimeoutError
 from sync_protocol.changesets import Mutation, UpstreamBatch
 from sync_protocol.hlc import HLC
@@ -42,14 +49,17 @@ async def test_apply_commits_then_publishes_result_events_and_outbound(
     (event,) = broker.on("crm.events.")
     assert event.subject == f"crm.events.owner:{REP}"
     assert event_decoder.decode(event.data).seq == 2
-    outbound = broker.on("sync.outbound.")
-    assert [o.subject for o in outbound] == ["sync.outbound.account", "sync.outbound.contact"]
-    assert [o.msg_id for o in outbound] == ["dev-a:1/0", "dev-a:1/1"]
-    change = outbound_decoder.decode(outbound[0].data)
-    assert (change.created, change.seq, change.device_id) == (True, 2, "dev-a")
+    (outbound,) = broker.on("sync.outbound.")  # one message for the changeset
+    assert (outbound.subject, outbound.msg_id) == ("sync.outbound.changes", "dev-a:1/out/0")
+    changes = decode_outbound(outbound.data)
+    assert [(c.change_id, c.entity) for c in changes] == [
+        ("dev-a:1/0", "account"),
+        ("dev-a:1/1", "contact"),
+    ]
+    assert (changes[0].created, changes[0].seq, changes[0].device_id) == (True, 2, "dev-a")
     # Result first (the waiting gateway), outbound last.
     kinds = [p.subject.split(".")[0] + "." + p.subject.split(".")[1] for p in broker.published]
-    assert kinds == ["sync.results", "crm.events", "sync.outbound", "sync.outbound"]
+    assert kinds == ["sync.results", "crm.events", "sync.outbound"]
 
 
 async def test_reapplying_a_changeset_returns_the_stored_result_and_writes_nothing(
@@ -66,7 +76,7 @@ async def test_reapplying_a_changeset_returns_the_stored_result_and_writes_nothi
     # The result and pokes go out again; JetStream drops the outbound duplicates.
     assert len(broker.on("sync.results.")) == 2
     assert len(broker.on("crm.events.")) == 2
-    assert len(broker.on("sync.outbound.")) == 2
+    assert len(broker.on("sync.outbound.")) == 1
     assert applier.metrics.tally["device.replays"] == 1
 
 
@@ -148,15 +158,16 @@ async def test_failed_outbound_publish_is_redone_by_the_redelivery(
     broker.fail_jetstream = True
     with pytest.raises(BrokerTimeoutError):
         await applier.apply_changeset(env)
-    # The unacked publishes may have landed; the acked last one did not.
+    # The acked (last) outbound message did not land.
     assert store.applies == 1
-    assert [o.msg_id for o in broker.on("sync.outbound.")] == ["dev-a:1/0"]
+    assert broker.on("sync.outbound.") == []
 
     broker.fail_jetstream = False
     await applier.apply_changeset(env)
 
     assert store.applies == 1
-    assert [o.msg_id for o in broker.on("sync.outbound.")] == ["dev-a:1/0", "dev-a:1/1"]
+    (outbound,) = broker.on("sync.outbound.")
+    assert [c.change_id for c in decode_outbound(outbound.data)] == ["dev-a:1/0", "dev-a:1/1"]
 
 
 async def test_upstream_batch_is_idempotent_and_never_goes_outbound(applier, store, broker) -> None:
@@ -256,9 +267,9 @@ async def test_a_group_commits_once_and_answers_each_changeset(
     (event,) = broker.on("crm.events.")
     assert event_decoder.decode(event.data).seq == 3
     assert [o.msg_id for o in broker.on("sync.outbound.")] == [
-        "dev-a:1/0",
-        "dev-b:1/0",
-        "dev-c:1/0",
+        "dev-a:1/out/0",
+        "dev-b:1/out/0",
+        "dev-c:1/out/0",
     ]
     assert applier.metrics.tally["device.changesets"] == 3
 
@@ -296,3 +307,32 @@ async def test_a_redelivered_changeset_in_a_group_replays_its_stored_result(
     assert store.applies == applies + 1  # only the new changeset was written
     assert applier.metrics.tally["device.replays"] == 1
     assert store.records[("account", A1)].version == 1
+
+
+def test_outbound_messages_split_deterministically_under_the_size_limit() -> None:
+    changes = [
+        OutboundChange(
+            change_id=f"dev-a:9/{i}",
+            entity="account",
+            id=A1,
+            op="upsert",
+            fields={"description": "x" * 1000},
+        )
+        for i in range(40)
+    ]
+
+    messages = outbound_messages("dev-a:9", changes, max_bytes=8 * 1024)
+
+    assert len(messages) > 1
+    assert [m for m, _ in messages] == [f"dev-a:9/out/{n}" for n in range(len(messages))]
+    assert all(len(data) <= 8 * 1024 for _, data in messages)
+    flat = [c for _, data in messages for c in decode_outbound(data)]
+    assert [c.change_id for c in flat] == [c.change_id for c in changes]
+    assert outbound_messages("dev-a:9", changes, max_bytes=8 * 1024) == messages  # replay
+    assert outbound_messages("dev-a:9", []) == []
+
+
+def test_a_single_outbound_change_from_before_batches_still_decodes() -> None:
+    old = OutboundChange(change_id="dev-a:1/0", entity="lead", id=A1, op="delete")
+    assert decode_outbound(encode(old)) == [old]
+    assert decode_outbound(encode(old)) == [outbound_decoder.decode(encode(old))]
