@@ -169,6 +169,13 @@ REPLACE_DOCUMENT_SQL: Final = (
     "INSERT OR REPLACE INTO search_index(rowid, name, city, email, subject, phone)"
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
+INSERT_DOCUMENTS_JSON_SQL: Final = (
+    "INSERT INTO search_index(rowid, name, city, email, subject, phone)"
+    " SELECT ?1 + key, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4"
+    " FROM jsonb_each(?2)"
+)
+"""Documents of consecutive rowids from ``?1`` on, from a JSON array of
+:data:`SearchDocument` arrays (one statement: SQLite works without the GIL throughout)."""
 DELETE_DOCUMENT_SQL: Final = "DELETE FROM search_index WHERE rowid = ?"
 DELETE_ALL_DOCUMENTS_SQL: Final = "INSERT INTO search_index(search_index) VALUES ('delete-all')"
 
@@ -297,52 +304,93 @@ def _join(fields: Mapping[str, Any], names: tuple[str, ...]) -> str:
     return " ".join(v for n in names if isinstance(v := fields.get(n), str) and v)
 
 
-_Getter = Callable[[Mapping[str, Any]], str]
+_FOLD_MEMO_SIZE: Final = 2048
 
 
-def _getter(names: tuple[str, ...]) -> _Getter:
-    """A fast reader of the string fields ``names``, space-joined (non-strings ignored)."""
-    if not names:
-        return lambda fields: ""
-    if len(names) == 1:
-        (only,) = names
+def _memo(fold: Callable[[str], str]) -> Callable[[str], str]:
+    """``fold`` remembering its last few thousand non-ASCII inputs: names and cities
+    repeat, and a bootstrap would otherwise fold the same "München" thousands of times.
+    Bounded (cleared when full), and safe to share between threads."""
+    memo: dict[str, str] = {}
 
-        def one(fields: Mapping[str, Any]) -> str:
-            value = fields.get(only)
-            return value if type(value) is str else ""
+    def folded(text: str) -> str:
+        if text.isascii():
+            return text
+        result = memo.get(text)
+        if result is None:
+            if len(memo) >= _FOLD_MEMO_SIZE:
+                memo.clear()
+            result = memo[text] = fold(text)
+        return result
 
-        return one
+    return folded
 
-    def many(fields: Mapping[str, Any]) -> str:
-        return " ".join(v for n in names if type(v := fields.get(n)) is str and v)
 
-    return many
+_fold_name_memo: Final = _memo(_fold_name)
+_fold_text_memo: Final = _memo(fold_search_text)
 
 
 def _extractor(spec: EntitySearchSpec) -> Callable[[Mapping[str, Any]], SearchDocument]:
-    # Built once per entity: this runs for every record of a bootstrap.
-    name, fallback = _getter(spec.name), _getter(spec.name_fallback)
-    city, email, subject = _getter(spec.city), _getter(spec.email), _getter(spec.subject)
-    phones = spec.phone
+    """The document builder of one entity, compiled from its spec.
 
-    def extract(fields: Mapping[str, Any]) -> SearchDocument:
-        phone = ""
-        if phones:
-            phone = " ".join(
-                national_digits(v) for n in phones if type(v := fields.get(n)) is str and v
-            )
-        return (
-            _fold_name(name(fields) or fallback(fields)),
-            _fold_name(city(fields)),
-            fold_search_text(email(fields)),
-            fold_search_text(subject(fields)),
-            phone,
-        )
+    It runs for every record of a bootstrap, so it is generated as straight-line code
+    (one ``get`` per mapped field, no per-role helper calls), the way ``dataclasses``
+    builds ``__init__``. Field names enter the source only as ``repr`` literals. Same
+    result as: each role's string fields space-joined (non-strings and empty strings
+    skipped; ``name_fallback`` when the name is empty), names and cities through
+    :func:`_fold_name`, email and subject through :func:`fold_search_text`, phones as
+    :func:`national_digits`, space-joined.
+    """
 
+    def joined(names: tuple[str, ...], indent: str = "    ") -> list[str]:
+        """Lines that set ``text`` to the role's fields, space-joined."""
+        if not names:
+            return [f"{indent}text = ''"]
+        if len(names) == 1:
+            return [
+                f"{indent}text = get({names[0]!r})",
+                f"{indent}if type(text) is not str:",
+                f"{indent}    text = ''",
+            ]
+        values = ", ".join(f"get({n!r})" for n in names)
+        return [f"{indent}text = ' '.join([v for v in ({values},) if type(v) is str and v])"]
+
+    lines = ["def extract(fields):", "    get = fields.get"]
+    for role, names, fold in (
+        ("name", spec.name, "fold_name"),
+        ("city", spec.city, "fold_name"),
+        ("email", spec.email, "fold_text"),
+        ("subject", spec.subject, "fold_text"),
+    ):
+        lines += joined(names)
+        if role == "name" and spec.name_fallback:
+            lines.append("    if not text:")
+            lines += joined(spec.name_fallback, "        ")
+        lines.append(f"    {role} = {fold}(text) if text else ''")
+    lines.append("    phone = None")
+    for n in spec.phone:
+        lines.append(f"    number = get({n!r})")
+        lines.append("    if type(number) is str and number:")
+        lines.append("        digits = national_digits(number)")
+        lines.append("        phone = digits if phone is None else f'{phone} {digits}'")
+    lines.append("    return (name, city, email, subject, phone or '')")
+    namespace: dict[str, Any] = {
+        "fold_name": _fold_name_memo,
+        "fold_text": _fold_text_memo,
+        "national_digits": national_digits,
+    }
+    exec("\n".join(lines), namespace)  # the source is built above from the spec only
+    extract: Callable[[Mapping[str, Any]], SearchDocument] = namespace["extract"]
     return extract
 
 
 _EXTRACTORS: Final = {entity: _extractor(spec) for entity, spec in SEARCHABLE_ENTITIES.items()}
+
+
+def document_builder(entity: str) -> Callable[[Mapping[str, Any]], SearchDocument] | None:
+    """The function :func:`document_for` uses for ``entity`` (None: not searchable), for
+    callers that build the documents of many records of one entity."""
+    return _EXTRACTORS.get(entity)
 
 
 def document_for(entity: str, fields: Mapping[str, Any]) -> SearchDocument | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from client_sdk import search
@@ -340,6 +340,71 @@ def test_document_for_fields() -> None:
     # ł and ß are folded here; ó, ź and ü are left to the tokenizer.
     assert doc == ("Jürgen Weiss Juergen", "Lódź", "", "", "601234567")
     assert document_for("systemuser", {"name": "x"}) is None
+
+
+def reference_document(entity: str, fields: dict[str, object]) -> search.SearchDocument:
+    """What a search document is, written the obvious way: the compiled per-entity
+    builders behind :func:`document_for` must agree with it on every input."""
+    spec = search.SEARCHABLE_ENTITIES[entity]
+
+    def joined(names: tuple[str, ...]) -> str:
+        return " ".join(v for n in names if type(v := fields.get(n)) is str and v)
+
+    phones = [v for n in spec.phone if type(v := fields.get(n)) is str and v]
+    return (
+        search._fold_name(joined(spec.name) or joined(spec.name_fallback)),
+        search._fold_name(joined(spec.city)),
+        fold_search_text(joined(spec.email)),
+        fold_search_text(joined(spec.subject)),
+        " ".join(search.national_digits(p) for p in phones),
+    )
+
+
+_MAPPED_FIELDS = sorted(
+    {
+        f
+        for spec in search.SEARCHABLE_ENTITIES.values()
+        for names in (spec.name, spec.name_fallback, spec.city, spec.email, spec.subject)
+        for f in (*names, *spec.phone)
+    }
+)
+_FIELD_VALUES = st.one_of(
+    st.text(alphabet=st.sampled_from(list("aZ ßłüÄöéœŁ0+()-9")), max_size=12),
+    st.text(max_size=12),
+    st.sampled_from(["", " ", "n/a", "+39 02 1234567", "0049 30 123", "Müller Groß"]),
+    st.none(),
+    st.integers(),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(sorted(search.SEARCHABLE_ENTITIES)),
+    st.dictionaries(st.sampled_from(_MAPPED_FIELDS), _FIELD_VALUES, max_size=8),
+)
+@example("contact", {"telephone1": "n/a", "mobilephone": "+39 02 1234567"})  # "" then digits
+@example("contact", {"fullname": "", "firstname": "Jörg", "lastname": 7})  # name fallback
+@example("lead", {"fullname": "Zoë", "companyname": "Łódź S.A.", "subject": "Straße"})
+def test_compiled_document_builders_match_the_definition(
+    entity: str, fields: dict[str, object]
+) -> None:
+    expected = reference_document(entity, fields)
+    assert document_for(entity, fields) == expected
+    assert document_for(entity, fields) == expected  # again, from the fold memo
+    assert search.document_builder(entity) is not None
+
+
+def test_fold_memo_is_bounded() -> None:
+    (memo,) = (
+        cell.cell_contents
+        for cell in search._fold_name_memo.__closure__ or ()
+        if isinstance(cell.cell_contents, dict)
+    )
+    for i in range(search._FOLD_MEMO_SIZE + 10):
+        assert search._fold_name_memo(f"Müller {i}") == f"Müller {i} Mueller"
+        assert len(memo) <= search._FOLD_MEMO_SIZE
+    assert search._fold_name_memo("plain") == "plain"  # ASCII is never stored
+    assert "plain" not in memo
 
 
 @pytest.mark.parametrize(
