@@ -35,10 +35,10 @@ import logging
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeAlias, cast
+from typing import Any, Final, Protocol, TypeAlias, cast
 
 import msgspec
 import sqlcipher3
@@ -54,6 +54,7 @@ from client_sdk.errors import (
     KeyFileExistsError,
     LocalDatabaseError,
     MigrationError,
+    RecordExistsError,
     RekeyError,
     SchemaTooNewError,
 )
@@ -87,6 +88,122 @@ class LocalRecord(msgspec.Struct, frozen=True, kw_only=True):
     fields: dict[str, Any] = msgspec.field(default_factory=dict)
     deleted: bool = False
     channels: tuple[str, ...] = ()
+
+
+class RecordLike(Protocol):
+    """What :func:`prepare_records` reads: a :class:`LocalRecord`, or a
+    ``sync_protocol.records.RecordChange`` as it was decoded (no copy needed)."""
+
+    @property
+    def entity(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def fields(self) -> Mapping[str, Any]: ...
+    @property
+    def deleted(self) -> bool: ...
+    @property
+    def channels(self) -> Sequence[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedGroup:
+    """The records of one entity in a :class:`PreparedRecords`, as JSON arrays."""
+
+    entity: str
+    count: int
+    rows: bytes
+    """``[[id, version, seq, fields, channels_json], ...]``."""
+    documents: bytes | None
+    """``[[name, city, email, subject, phone], ...]``, one per row; None if the entity is
+    not searchable."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRecords:
+    """New live records, validated and encoded by :func:`prepare_records`, ready for
+    :meth:`LocalDatabase.insert_prepared`.
+
+    Attributes:
+        groups: one per entity, in entity-code order (so search rowids only grow).
+        fields_json: each record's fields as stored, in input order: canonical JSON
+            (keys sorted, as ``sync_protocol.checksum.record_hash`` encodes them).
+        count: number of records.
+    """
+
+    groups: tuple[PreparedGroup, ...]
+    fields_json: tuple[bytes, ...]
+    count: int
+
+
+def prepare_records(records: Iterable[RecordLike]) -> PreparedRecords:
+    """Validate and encode records that are not stored yet (a bootstrap's batches).
+
+    Touches no database: the CPU work of a batch (validation, JSON, search documents)
+    can run on another thread while the previous batch is being written.
+
+    Raises:
+        InvalidRecordError: A record is malformed, is a tombstone, or its key repeats.
+    """
+    groups: dict[str, tuple[list[tuple[Any, ...]], list[search.SearchDocument] | None]] = {}
+    builders: dict[str, Callable[[Mapping[str, Any]], search.SearchDocument] | None] = {}
+    seen: set[tuple[str, str]] = set()
+    fields_json: list[bytes] = []
+    channel_cache: dict[tuple[str, ...], str] = {}
+    encode, encode_fields, raw = _json_encoder.encode, _fields_encoder.encode, msgspec.Raw
+    for r in records:
+        entity, id_, fields, channels = r.entity, r.id, r.fields, r.channels
+        group = groups.get(entity)
+        if group is None:
+            _entity_literal(entity)
+            builders[entity] = build = search.document_builder(entity)
+            group = groups[entity] = ([], None if build is None else [])
+        else:
+            build = builders[entity]
+        if not isinstance(id_, str) or not id_:
+            raise InvalidRecordError(f"record id must be a non-empty string: {id_!r}")
+        if type(r.version) is not int or r.version < 0 or type(r.seq) is not int:
+            raise InvalidRecordError(f"bad version/seq on {entity}/{id_}")
+        if not isinstance(fields, dict):
+            raise InvalidRecordError(f"fields of {entity}/{id_} must be a dict")
+        if r.deleted:
+            raise InvalidRecordError(f"{entity}/{id_} is a tombstone, not a new record")
+        key = (entity, id_)
+        if key in seen:
+            raise InvalidRecordError(f"{entity}/{id_} appears twice")
+        seen.add(key)
+        try:
+            encoded = encode_fields(fields)
+            channel_key = channels if type(channels) is tuple else tuple(channels)
+            channels_json = channel_cache.get(channel_key)
+            if channels_json is None:
+                channels_json = channel_cache[channel_key] = encode(channel_key).decode()
+        except (TypeError, UnicodeError, msgspec.EncodeError) as e:
+            raise InvalidRecordError(f"cannot encode {entity}/{id_}: {e}") from e
+        fields_json.append(encoded)
+        rows, documents = group
+        rows.append((id_, r.version, r.seq, raw(encoded), channels_json))
+        if documents is not None and build is not None:
+            documents.append(build(fields))
+    prepared = []
+    try:
+        for entity in sorted(groups, key=search.entity_code):
+            rows, documents = groups[entity]
+            prepared.append(
+                PreparedGroup(
+                    entity=entity,
+                    count=len(rows),
+                    rows=encode(rows),
+                    documents=None if documents is None else encode(documents),
+                )
+            )
+    except (TypeError, UnicodeError, msgspec.EncodeError) as e:
+        raise InvalidRecordError(f"cannot encode a record: {e}") from e
+    return PreparedRecords(tuple(prepared), tuple(fields_json), len(fields_json))
 
 
 @dataclass(frozen=True)
@@ -204,8 +321,16 @@ _UPSERT_RECORD_SQL: Final = (
     " channels = excluded.channels"
 )
 _RECORD_COLUMNS: Final = "entity, id, version, seq, json(fields), deleted, channels"
+_INSERT_RECORDS_JSON_SQL: Final = (
+    "INSERT INTO records(doc, entity, id, version, seq, fields, deleted, channels)"
+    " SELECT ?1 + key, ?2, value ->> 0, value ->> 1, value ->> 2,"
+    " jsonb_extract(value, '$[3]'), 0, value ->> 4 FROM jsonb_each(?3)"
+)
 
 _json_encoder = msgspec.json.Encoder()
+# Fields are stored with their keys sorted: the canonical form sync_protocol.checksum
+# hashes, so a bulk load hashes the bytes it stores instead of encoding them twice.
+_fields_encoder = msgspec.json.Encoder(order="sorted")
 _fields_decoder = msgspec.json.Decoder(dict[str, Any])
 _channels_decoder = msgspec.json.Decoder(tuple[str, ...])
 
@@ -363,16 +488,17 @@ def allocate_docs(conn: Connection, entity: str, count: int) -> int:
     Must run inside the caller's write transaction.
     """
     code = search.entity_code(entity)
-    row = conn.execute("SELECT last_doc FROM doc_counter WHERE entity_code = ?", (code,)).fetchone()
-    last = int(row[0]) if row else search.doc_range(code)[0]
-    if last + count > search.doc_range(code)[1]:
+    low, high = search.doc_range(code)
+    # One statement (nothing is written when the range would overflow).
+    rows = conn.execute(
+        "INSERT INTO doc_counter(entity_code, last_doc) SELECT ?1, ?2 + ?3 WHERE ?2 + ?3 <= ?4"
+        " ON CONFLICT(entity_code) DO UPDATE SET last_doc = last_doc + ?3"
+        " WHERE last_doc + ?3 <= ?4 RETURNING last_doc",
+        (code, low, count, high),
+    ).fetchall()
+    if not rows:
         raise LocalDatabaseError(f"document ids of entity code {code} exhausted")
-    conn.execute(
-        "INSERT INTO doc_counter(entity_code, last_doc) VALUES (?, ?)"
-        " ON CONFLICT(entity_code) DO UPDATE SET last_doc = excluded.last_doc",
-        (code, last + count),
-    )
-    return last + 1
+    return int(rows[0][0]) - count + 1
 
 
 def _existing_docs(conn: Connection, entity: str, ids: list[str]) -> dict[str, int]:
@@ -703,6 +829,37 @@ class LocalDatabase:
                 total += self._write_batch(conn, list(batch.values()))
         return total
 
+    def insert_prepared(self, prepared: PreparedRecords) -> int:
+        """Insert records that are not stored yet, and their search documents.
+
+        The bootstrap path (see :func:`prepare_records`): one ``INSERT ... SELECT`` from
+        a JSON array per entity for the records and one for their documents, so SQLite
+        (and SQLCipher's page encryption) runs a whole batch without taking the GIL
+        back row by row, and other Python threads do not stall it. Joins the caller's
+        transaction if one is open.
+
+        Returns:
+            Number of records written.
+
+        Raises:
+            RecordExistsError: One of them is already stored; nothing was written.
+        """
+        with self.transaction() as conn:
+            for group in prepared.groups:
+                if self._bulk_depth and group.entity not in self._bulk_entities:
+                    _defer_indexes(conn, group.entity)
+                    self._bulk_entities.add(group.entity)
+                first = allocate_docs(conn, group.entity, group.count)
+                try:
+                    conn.execute(_INSERT_RECORDS_JSON_SQL, (first, group.entity, group.rows))
+                except sqlcipher3.IntegrityError as e:
+                    raise RecordExistsError(
+                        f"a {group.entity} record inserted as new is already stored"
+                    ) from e
+                if group.documents is not None:
+                    conn.execute(search.INSERT_DOCUMENTS_JSON_SQL, (first, group.documents))
+        return prepared.count
+
     def _write_batch(self, conn: Connection, batch: list[LocalRecord]) -> int:
         # Every record gets a freshly allocated doc, contiguous per entity; the upsert
         # keeps the old doc on conflict. A rowid-range read then tells which records
@@ -724,6 +881,7 @@ class LocalDatabase:
         proposed: list[int] = []
         channel_cache: dict[tuple[str, ...], str] = {}
         encode = _json_encoder.encode
+        encode_fields = _fields_encoder.encode
         for r in batch:
             if not isinstance(r.id, str) or not r.id:
                 raise InvalidRecordError(f"record id must be a non-empty string: {r.id!r}")
@@ -732,7 +890,7 @@ class LocalDatabase:
             if not isinstance(r.fields, dict):
                 raise InvalidRecordError(f"fields of {r.entity}/{r.id} must be a dict")
             try:
-                fields_json = encode(r.fields).decode()
+                fields_json = encode_fields(r.fields).decode()
                 channel_key = r.channels if type(r.channels) is tuple else tuple(r.channels)
                 channels = channel_cache.get(channel_key)
                 if channels is None:
@@ -1039,10 +1197,14 @@ __all__ = [
     "LocalDatabase",
     "LocalRecord",
     "Migration",
+    "PreparedGroup",
+    "PreparedRecords",
+    "RecordLike",
     "StateValue",
     "database_files",
     "field_expression",
     "field_index_statement",
     "key_path_for",
+    "prepare_records",
     "wipe_database",
 ]

@@ -131,6 +131,12 @@ class InvalidRecordError(LocalDatabaseError):
     code = "invalid_record"
 
 
+class RecordExistsError(LocalDatabaseError):
+    """A record inserted as new is already stored (nothing of the call was written)."""
+
+    code = "record_exists"
+
+
 class InvalidStateValueError(LocalDatabaseError):
     """A sync_state key or value has an unsupported type."""
 

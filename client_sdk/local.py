@@ -176,6 +176,14 @@ class DeviceClock:
             self._clock.observe(remote)
             self._store(conn, self._clock.last)
 
+    def advance(self, remote: HLC | None) -> dict[str, str]:
+        """:meth:`observe` for a caller that writes ``sync_state`` itself: moves past
+        ``remote`` and returns the state to persist in its transaction (empty: none)."""
+        if remote is None or remote <= self._clock.last:
+            return {}
+        self._clock.observe(remote)
+        return {HLC_KEY: str(self._clock.last)}
+
     @staticmethod
     def _store(conn: Connection, ts: HLC) -> None:
         conn.execute(

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import itertools
 import logging
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -45,9 +47,17 @@ from typing import Any, Final
 
 import msgspec
 
-from client_sdk.database import Connection, LocalDatabase, LocalRecord, Migration
+from client_sdk.database import (
+    Connection,
+    LocalDatabase,
+    LocalRecord,
+    Migration,
+    PreparedRecords,
+    prepare_records,
+)
 from client_sdk.errors import (
     DeviceRevokedError,
+    InvalidRecordError,
     LocalDatabaseError,
     MalformedResponseError,
     RequestRejectedError,
@@ -108,9 +118,22 @@ _encode = msgspec.json.Encoder().encode
 _fields_decoder = msgspec.json.Decoder(dict[str, Any])
 _channels_decoder = msgspec.json.Decoder(tuple[str, ...])
 _key_decoder = msgspec.json.Decoder(tuple[str, str])
+_book_decoder = msgspec.json.Decoder(list[tuple[str, int, int]])
 
 
 # --- checksums -----------------------------------------------------------------------
+
+
+def canonical_record_hash(entity: str, id_: str, version: int, fields_json: bytes) -> int:
+    """:func:`sync_protocol.checksum.record_hash` of a record whose fields are already
+    encoded canonically (keys sorted: ``PreparedRecords.fields_json``), without
+    encoding them again. Equal to ``record_hash`` by construction (and by test)."""
+    digest = hashlib.blake2b(
+        b"%b\x00%b\x00%b%b"
+        % (entity.encode(), id_.encode(), version.to_bytes(8, "little"), fields_json),
+        digest_size=8,
+    ).digest()
+    return int.from_bytes(digest, "little")
 
 
 class ChecksumDeltas:
@@ -139,6 +162,16 @@ class ChecksumDeltas:
             d[0] -= 1
             d[1] -= h
 
+    def merge(self, other: ChecksumDeltas) -> None:
+        """Add another set of deltas to these."""
+        for c, (dc, dd) in other.by_channel.items():
+            d = self.by_channel.get(c)
+            if d is None:
+                self.by_channel[c] = [dc, dd]
+            else:
+                d[0] += dc
+                d[1] += dd
+
     def swap(self, old: LocalRecord | None, new: LocalRecord | None) -> None:
         """A base record changed from ``old`` to ``new`` (None: absent)."""
         if old is not None and not old.deleted:
@@ -157,23 +190,29 @@ class ChecksumBook:
     @staticmethod
     def commit(conn: Connection, deltas: ChecksumDeltas) -> None:
         """Fold collected deltas into the table (in the caller's transaction)."""
-        if not deltas.by_channel:
-            return
-        rows = []
-        for channel, (dc, dd) in deltas.by_channel.items():
-            if dc == 0 and dd & _MASK == 0:
-                continue
-            row = conn.execute(
-                "SELECT count, digest FROM channel_checksums WHERE channel = ?", (channel,)
-            ).fetchone()
-            count, digest = (row[0], row[1] & _MASK) if row else (0, 0)
-            rows.append((channel, count + dc, _signed((digest + dd) & _MASK)))
-        conn.executemany(
-            "INSERT INTO channel_checksums(channel, count, digest) VALUES (?, ?, ?)"
-            " ON CONFLICT(channel) DO UPDATE SET count = excluded.count, digest = excluded.digest",
-            rows,
-        )
+        changed = {c: d for c, d in deltas.by_channel.items() if d[0] or d[1] & _MASK}
         deltas.by_channel.clear()
+        if not changed:
+            return
+        # One statement to read and one to write, however many channels: a snapshot
+        # batch commits in a worker thread, and every statement takes the GIL back from
+        # the event loop, which is preparing the next batch meanwhile.
+        (book,) = conn.execute(
+            "SELECT json_group_array(json_array(channel, count, digest)) FROM channel_checksums"
+            " WHERE channel IN (SELECT value FROM json_each(?))",
+            (_encode(list(changed)),),
+        ).fetchone()
+        current = {c: (n, d & _MASK) for c, n, d in _book_decoder.decode(book)}
+        rows = []
+        for channel, (dc, dd) in changed.items():
+            count, digest = current.get(channel, (0, 0))
+            rows.append((channel, count + dc, _signed((digest + dd) & _MASK)))
+        conn.execute(
+            "INSERT INTO channel_checksums(channel, count, digest)"
+            " SELECT value ->> 0, value ->> 1, value ->> 2 FROM jsonb_each(?) WHERE true"
+            " ON CONFLICT(channel) DO UPDATE SET count = excluded.count, digest = excluded.digest",
+            (_encode(rows),),
+        )
 
     @staticmethod
     def read(conn: Connection, channels: Iterable[str]) -> dict[str, ChannelChecksum]:
@@ -231,21 +270,15 @@ class ReplicaWriter:
         conn: Connection,
         changes: Iterable[RecordChange],
         deltas: ChecksumDeltas,
-        *,
-        new_keys: bool = False,
     ) -> int:
         """Write server record states, never going back to an older version.
 
-        Args:
-            new_keys: the caller knows that no change names a record already stored and
-                that no key repeats (a snapshot batch over an empty key range): the
-                per-record lookups are skipped.
+        (A snapshot batch over an empty key range takes the faster path of
+        :meth:`apply_snapshot` instead.)
 
         Returns:
             Number of records written.
         """
-        if new_keys:
-            return self._insert_new(changes, deltas)
         latest: dict[tuple[str, str], RecordChange] = {}
         for ch in changes:
             key = (ch.entity, ch.id)
@@ -307,26 +340,6 @@ class ReplicaWriter:
         if bulk:
             written += self.db.upsert_records(bulk)
         return written
-
-    def _insert_new(self, changes: Iterable[RecordChange], deltas: ChecksumDeltas) -> int:
-        """The bootstrap fast path: records nobody has stored yet."""
-        bulk: list[LocalRecord] = []
-        add = deltas.add
-        for ch in changes:
-            if ch.deleted:
-                continue
-            bulk.append(
-                LocalRecord(
-                    entity=ch.entity,
-                    id=ch.id,
-                    version=ch.version,
-                    seq=ch.seq,
-                    fields=ch.fields,
-                    channels=tuple(ch.channels),
-                )
-            )
-            add(ch.channels, record_hash(ch.entity, ch.id, ch.version, ch.fields))
-        return self.db.upsert_records(bulk) if bulk else 0
 
     def _apply_tracked(self, conn: Connection, ch: RecordChange, deltas: ChecksumDeltas) -> int:
         """Rebase: the server state becomes the base, local mutations replay on top."""
@@ -448,28 +461,32 @@ class ReplicaWriter:
         batch: BootstrapBatch,
         last_key: tuple[str, str] | None,
         deltas: ChecksumDeltas,
+        prepared: PreparedSnapshotBatch | None = None,
     ) -> tuple[str, str] | None:
         """Write one snapshot batch and purge the ghosts in the key range it covers.
 
         Args:
             last_key: the last ``(entity, id)`` of the previous batch (None: first batch,
                 or ghost purging was given up because the stream was not in key order).
+            prepared: ``prepare_snapshot_batch(batch)``, if it was computed beforehand.
 
         Returns:
             The ``last_key`` for the next batch.
         """
-        keys = [(r.entity, r.id) for r in batch.records]
-        ordered = all(keys[i] < keys[i + 1] for i in range(len(keys) - 1))
-        if keys and last_key is not None and keys[0] <= last_key:
-            ordered = False
-        if not ordered:
+        if prepared is None:
+            prepared = prepare_snapshot_batch(batch)
+        first = prepared.first_key
+        if not prepared.ordered or (
+            first is not None and last_key is not None and first <= last_key
+        ):
             _log.warning("snapshot batch out of key order: ghosts are left to the checksums")
             self.apply_changes(conn, batch.records, deltas)
+            keys = [(r.entity, r.id) for r in batch.records]
             return max(keys) if keys else last_key
-        high = None if batch.done else (keys[-1] if keys else last_key)
+        high = None if batch.done else (prepared.last_key or last_key)
         stored = self._stored_keys(conn, last_key, high)
         if stored:
-            batch_keys = set(keys)
+            batch_keys = {(r.entity, r.id) for r in batch.records}
             ghosts = [
                 Removal(entity=e, id=i, reason="scope")
                 for e, i in stored
@@ -477,9 +494,15 @@ class ReplicaWriter:
             ]
             if ghosts:
                 self.apply_removals(conn, ghosts, deltas)
-        # Nothing stored in the batch's key range (a first bootstrap): plain inserts.
-        self.apply_changes(conn, batch.records, deltas, new_keys=not stored)
-        return keys[-1] if keys else last_key
+            self.apply_changes(conn, batch.records, deltas)
+        elif prepared.error is not None:
+            raise prepared.error  # a malformed record: nothing of the batch is written
+        elif prepared.live is not None:
+            # Nothing stored in the batch's key range (a first bootstrap): plain inserts,
+            # encoded and hashed beforehand.
+            self.db.insert_prepared(prepared.live)
+            deltas.merge(prepared.deltas)
+        return prepared.last_key or last_key
 
     @staticmethod
     def _stored_keys(
@@ -494,6 +517,60 @@ class ReplicaWriter:
             sql += " AND (entity, id) <= (?, ?)"
             params += list(high)
         return [(e, i) for e, i in conn.execute(sql, params)]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedSnapshotBatch:
+    """The CPU work on a snapshot batch that needs no database: done while the previous
+    batch is being written.
+
+    Attributes:
+        ordered: the batch's keys strictly increase.
+        first_key / last_key: its first and last ``(entity, id)`` (None: empty batch).
+        max_clock: the greatest record clock, for the device's HLC.
+        live: its live records, validated and encoded; None when the batch is out of
+            order (the general path then handles it) or malformed.
+        deltas: what ``live`` adds to the checksum book.
+        error: why ``live`` could not be prepared (raised when the batch is written
+            into an empty key range; elsewhere the general path reports it).
+    """
+
+    ordered: bool
+    first_key: tuple[str, str] | None
+    last_key: tuple[str, str] | None
+    max_clock: HLC | None
+    live: PreparedRecords | None
+    deltas: ChecksumDeltas
+    error: InvalidRecordError | None = None
+
+
+def prepare_snapshot_batch(batch: BootstrapBatch) -> PreparedSnapshotBatch:
+    """Check the order, encode, index and hash a snapshot batch (no database access)."""
+    records = batch.records
+    keys = [(r.entity, r.id) for r in records]
+    ordered = all(a < b for a, b in itertools.pairwise(keys))
+    deltas = ChecksumDeltas()
+    live: PreparedRecords | None = None
+    error: InvalidRecordError | None = None
+    if ordered:
+        alive = [r for r in records if not r.deleted]
+        try:
+            live = prepare_records(alive)
+        except InvalidRecordError as e:
+            error = e
+        else:
+            add = deltas.add
+            for r, fields_json in zip(alive, live.fields_json, strict=True):
+                add(r.channels, canonical_record_hash(r.entity, r.id, r.version, fields_json))
+    return PreparedSnapshotBatch(
+        ordered=ordered,
+        first_key=keys[0] if keys else None,
+        last_key=keys[-1] if keys else None,
+        max_clock=_max_clock(records),
+        live=live,
+        deltas=deltas,
+        error=error,
+    )
 
 
 def _record_of(ch: RecordChange) -> LocalRecord:
@@ -866,10 +943,14 @@ class SyncEngine:
     async def _stream_snapshot(self, resume: str | None, phase: Phase) -> bool:
         """Apply the snapshot's batches as they arrive; True once the last one committed.
 
-        Each batch commits in a worker thread while the next one is received and decoded
-        on the event loop: SQLite (and SQLCipher's page encryption) release the GIL, so
-        network, inflate and decode overlap with the writes. One batch is written at a
-        time, in order, and at most two are in memory.
+        A pipeline: while batch N commits in a worker thread, batch N+1 is received,
+        inflated, decoded and prepared (validated, encoded, search documents built,
+        hashed: :func:`prepare_snapshot_batch`) on the event loop. The commit runs a
+        handful of statements, each over the whole batch, so SQLite (and SQLCipher's
+        page encryption) work without the GIL while Python prepares the next batch;
+        row-by-row ``executemany`` would take the GIL back for every row and stall
+        behind the loop. One batch is written at a time, in order; at most two are in
+        memory, each with its encoded form.
         """
         last_raw = self._state(BOOT_LAST_KEY)
         cursor = _SnapshotCursor(
@@ -880,14 +961,17 @@ class SyncEngine:
         finished = False
         try:
             async for batch in self.transport.bootstrap(self.device_id, resume):
-                if writing is not None:
-                    self.events.emit(SyncProgress(phase, await writing))
-                    writing = None
                 if finished:
                     continue  # nothing may follow the last batch; drain the stream
+                # Its CPU work, while the previous batch commits in the worker thread.
+                prepared = prepare_snapshot_batch(batch)
+                if writing is not None:
+                    count = await writing
+                    writing = None
+                    self.events.emit(SyncProgress(phase, count))
                 finished = batch.done
                 writing = asyncio.ensure_future(
-                    asyncio.to_thread(self._write_snapshot_batch, batch, cursor)
+                    asyncio.to_thread(self._write_snapshot_batch, batch, cursor, prepared)
                 )
         finally:
             if writing is not None:
@@ -895,34 +979,33 @@ class SyncEngine:
                 self.events.emit(SyncProgress(phase, count, count if finished else 0))
         return finished
 
-    def _write_snapshot_batch(self, batch: BootstrapBatch, cursor: _SnapshotCursor) -> int:
+    def _write_snapshot_batch(
+        self, batch: BootstrapBatch, cursor: _SnapshotCursor, prepared: PreparedSnapshotBatch
+    ) -> int:
         """One snapshot batch, its resume token and the checksum book, in one transaction."""
         deltas = ChecksumDeltas()
         with self.store.transaction() as conn:
-            last_key = self.writer.apply_snapshot(conn, batch, cursor.last_key, deltas)
+            last_key = self.writer.apply_snapshot(conn, batch, cursor.last_key, deltas, prepared)
             ChecksumBook.commit(conn, deltas)
-            self.store.clock.observe(conn, _max_clock(batch.records))
             count = cursor.count + len(batch.records)
+            states: dict[str, str | int | None]
             if batch.done:
-                _set_states(
-                    conn,
-                    {
-                        CHECKPOINT_KEY: batch.checkpoint,
-                        BOOT_ACTIVE_KEY: None,
-                        BOOT_RESUME_KEY: None,
-                        BOOT_LAST_KEY: None,
-                        BOOT_COUNT_KEY: None,
-                    },
-                )
+                states = {
+                    CHECKPOINT_KEY: batch.checkpoint,
+                    BOOT_ACTIVE_KEY: None,
+                    BOOT_RESUME_KEY: None,
+                    BOOT_LAST_KEY: None,
+                    BOOT_COUNT_KEY: None,
+                }
             else:
-                _set_states(
-                    conn,
-                    {
-                        BOOT_RESUME_KEY: batch.resume,
-                        BOOT_LAST_KEY: _encode(last_key).decode() if last_key else None,
-                        BOOT_COUNT_KEY: count,
-                    },
-                )
+                states = {
+                    BOOT_RESUME_KEY: batch.resume,
+                    BOOT_LAST_KEY: _encode(last_key).decode() if last_key else None,
+                    BOOT_COUNT_KEY: count,
+                }
+            # The device clock moves past the batch's clocks in the same statement.
+            states.update(self.store.clock.advance(prepared.max_clock))
+            _set_states(conn, states)
         cursor.last_key, cursor.count = last_key, count
         return count
 
@@ -1054,16 +1137,22 @@ class SyncEngine:
             )
 
 
-def _set_states(conn: Connection, values: dict[str, Any]) -> None:
-    for key, value in values.items():
-        if value is None:
-            conn.execute("DELETE FROM sync_state WHERE key = ?", (key,))
-        else:
-            conn.execute(
-                "INSERT INTO sync_state(key, value) VALUES (?, ?)"
-                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+def _set_states(conn: Connection, values: dict[str, str | int | None]) -> None:
+    """Set (or, for None, delete) ``sync_state`` keys: one statement each way."""
+    put = [(k, v) for k, v in values.items() if v is not None]
+    gone = [k for k, v in values.items() if v is None]
+    if put:
+        conn.execute(
+            "INSERT INTO sync_state(key, value) SELECT value ->> 0, value ->> 1"
+            " FROM jsonb_each(?) WHERE true"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (_encode(put),),
+        )
+    if gone:
+        conn.execute(
+            "DELETE FROM sync_state WHERE key IN (SELECT value FROM json_each(?))",
+            (_encode(gone),),
+        )
 
 
 __all__ = [
@@ -1071,8 +1160,11 @@ __all__ = [
     "SYNC_MIGRATIONS",
     "ChecksumBook",
     "ChecksumDeltas",
+    "PreparedSnapshotBatch",
     "ReplicaWriter",
     "SyncConfig",
     "SyncEngine",
     "backoff_delay",
+    "canonical_record_hash",
+    "prepare_snapshot_batch",
 ]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from client_sdk import database, keys
+from client_sdk import database, keys, search
 from client_sdk.database import (
     BASE_MIGRATIONS,
     LocalDatabase,
@@ -28,7 +28,9 @@ from client_sdk.errors import (
     InvalidStateValueError,
     KeyFileExistsError,
     KeyFileNotFoundError,
+    LocalDatabaseError,
     MigrationError,
+    RecordExistsError,
     SchemaTooNewError,
     WrongKeystoreKeyError,
     WrongPassphraseError,
@@ -558,3 +560,143 @@ def test_bulk_load_interrupted_is_repaired_on_open(
     with LocalDatabase.open(db_path, passphrase) as db:
         assert record_indexes(db) == before
         assert db.find_records("contact", "_parentcustomerid_value", "a1")[0].id == "c1"
+
+
+# --- prepared inserts (the bootstrap path) ----------------------------------------------
+
+
+def mixed_records() -> list[LocalRecord]:
+    """Entities interleaved, a non-searchable one, non-ASCII text, list channels."""
+    return [
+        contact("c2", "Jürgen Weiß", "a1"),
+        account("a1", "Łódź Maszyny", address1_city="Łódź", telephone1="+48 42 1234567"),
+        LocalRecord(entity="systemuser", id="u1", version=3, seq=9, fields={"fullname": "Ops"}),
+        contact("c1", "François Lefèvre", "a1"),
+        account("a2", "Müller GmbH", version=2, channels_note=None),
+        LocalRecord(
+            entity="lead",
+            id="l1",
+            version=1,
+            fields={"subject": "Fiera", "companyname": "Verdi", "n": 1.5, "tags": ["x", 2]},
+            channels=["owner:u1"],  # type: ignore[arg-type]  # a list, as decoded off the wire
+        ),
+    ]
+
+
+def stored_rows(db: LocalDatabase) -> list[tuple[object, ...]]:
+    return db.conn.execute(
+        "SELECT doc, entity, id, version, seq, hex(fields), deleted, channels,"
+        " typeof(version), typeof(seq) FROM records ORDER BY doc"
+    ).fetchall()
+
+
+def test_prepared_insert_stores_exactly_what_upsert_stores(
+    tmp_path: Path, passphrase: Passphrase
+) -> None:
+    records = mixed_records()
+    with (
+        LocalDatabase.create(tmp_path / "a.db", passphrase) as upserted,
+        LocalDatabase.create(tmp_path / "b.db", passphrase) as inserted,
+    ):
+        assert upserted.upsert_records(records) == 6
+        prepared = database.prepare_records(records)
+        assert prepared.count == 6
+        assert inserted.insert_prepared(prepared) == 6
+        assert stored_rows(inserted) == stored_rows(upserted)
+        for r in records:
+            assert inserted.get_record(r.entity, r.id) == upserted.get_record(r.entity, r.id)
+        for query in ("weiss", "lodz", "muell", "mueller", "fiera verdi", "42 1234", "ops"):
+            assert inserted.search(query) == upserted.search(query), query
+        assert [r.id for r in inserted.find_records("contact", "_parentcustomerid_value", "a1")]
+        assert inserted.conn.execute("SELECT * FROM doc_counter ORDER BY 1").fetchall() == (
+            upserted.conn.execute("SELECT * FROM doc_counter ORDER BY 1").fetchall()
+        )
+        # Later writes go on from the same counters and keep search in step.
+        for db in (upserted, inserted):
+            db.upsert_records([account("a1", "Renamed"), contact("c3", "Zoë", "a2")])
+            db.purge_records([("contact", "c2")])
+        assert stored_rows(inserted) == stored_rows(upserted)
+        assert inserted.search("renamed")[0].id == "a1"
+        assert inserted.search("lodz") == [] == upserted.search("lodz")
+        assert inserted.search("weiss") == []
+
+
+def test_prepared_fields_are_the_canonical_json_that_checksums_hash() -> None:
+    prepared = database.prepare_records([account("a1", "Alpha", zeta=1, beta=[2])])
+    assert prepared.fields_json == (b'{"beta":[2],"name":"Alpha","zeta":1}',)
+    assert [g.entity for g in database.prepare_records(mixed_records()).groups] == [
+        "systemuser",  # entity code 0
+        "account",
+        "contact",
+        "lead",
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        LocalRecord(entity="Account!", id="x", version=1),
+        LocalRecord(entity="account", id="", version=1),
+        LocalRecord(entity="account", id="x", version=-1),
+        LocalRecord(entity="account", id="x", version=True),
+        LocalRecord(entity="account", id="x", version=1, fields=["not", "a", "dict"]),  # type: ignore[arg-type]
+        LocalRecord(entity="account", id="x", version=1, fields={"when": object()}),
+        LocalRecord(entity="account", id="x", version=1, fields={"s": "\ud800"}),
+        LocalRecord(entity="account", id="x", version=1, deleted=True),
+        LocalRecord(entity="account", id="ok", version=2),  # the same key twice
+    ],
+)
+def test_prepare_records_refuses_what_cannot_be_inserted_as_new(bad: LocalRecord) -> None:
+    with pytest.raises(InvalidRecordError) as info:
+        database.prepare_records([account("ok", "Fine"), bad])
+    assert info.value.code == "invalid_record"
+
+
+def test_inserting_a_stored_record_as_new_writes_nothing(local_db: LocalDatabase) -> None:
+    local_db.upsert_records([account("a1", "Alpha")])
+    before = stored_rows(local_db)
+    counters = local_db.conn.execute("SELECT * FROM doc_counter").fetchall()
+    prepared = database.prepare_records([contact("c1", "Carla", "a1"), account("a0", "Zero")])
+    prepared_again = database.prepare_records([account("a1", "Alpha again")])
+    with local_db.transaction():
+        local_db.set_state("checkpoint", "7")
+        local_db.insert_prepared(prepared)
+        with pytest.raises(RecordExistsError) as info:
+            local_db.insert_prepared(prepared_again)
+        assert info.value.code == "record_exists"
+    # The failed call left nothing; the rest of the transaction committed.
+    assert local_db.get_state("checkpoint") == "7"
+    assert local_db.get_record("account", "a1").fields == {"name": "Alpha"}  # type: ignore[union-attr]
+    assert local_db.count_records() == 3
+    assert [h.id for h in local_db.search("alpha")] == ["a1"]
+    assert [h.id for h in local_db.search("carla")] == ["c1"]
+    assert stored_rows(local_db)[0] == before[0]
+    assert counters != local_db.conn.execute("SELECT * FROM doc_counter").fetchall()
+
+
+def test_exhausted_document_ids_write_nothing(local_db: LocalDatabase) -> None:
+    local_db.upsert_records([account("a1", "Alpha")])
+    high = search.doc_range(search.entity_code("account"))[1]
+    local_db.conn.execute("UPDATE doc_counter SET last_doc = ?", (high - 1,))
+    with pytest.raises(LocalDatabaseError, match="exhausted"):
+        local_db.insert_prepared(
+            database.prepare_records([account("a2", "Beta"), account("a3", "Gamma")])
+        )
+    with pytest.raises(LocalDatabaseError, match="exhausted"):
+        local_db.upsert_records([account("a2", "Beta"), account("a3", "Gamma")])
+    assert local_db.conn.execute("SELECT last_doc FROM doc_counter").fetchall() == [(high - 1,)]
+    assert local_db.count_records() == 1
+    assert local_db.insert_prepared(database.prepare_records([account("a2", "Beta")])) == 1
+    assert local_db.get_record("account", "a2") is not None
+
+
+def test_bulk_load_defers_field_indexes_for_prepared_inserts(local_db: LocalDatabase) -> None:
+    before = record_indexes(local_db)
+    contact_index = "records_contact__parentcustomerid_value"
+    with local_db.bulk_load():
+        local_db.insert_prepared(
+            database.prepare_records([contact(f"c{i}", f"P {i}", "a1") for i in range(20)])
+        )
+        assert record_indexes(local_db) == before - {contact_index}
+    assert record_indexes(local_db) == before
+    assert len(local_db.find_records("contact", "_parentcustomerid_value", "a1")) == 20

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from client_sdk.client import open_replica
-from client_sdk.database import LocalDatabase, database_files, key_path_for
+from client_sdk.database import LocalDatabase, database_files, key_path_for, prepare_records
 from client_sdk.errors import (
     DeviceRevokedError,
+    InvalidRecordError,
     NetworkError,
     RequestRejectedError,
     SyncStoppedError,
@@ -39,12 +42,16 @@ from client_sdk.keys import KeystoreKey
 from client_sdk.local import DeviceClock, LocalStore
 from client_sdk.outbox import Outbox
 from client_sdk.sync import (
+    BOOT_COUNT_KEY,
     BOOT_RESUME_KEY,
     CHECKPOINT_KEY,
     ChecksumBook,
+    ChecksumDeltas,
     SyncConfig,
     SyncEngine,
     backoff_delay,
+    canonical_record_hash,
+    prepare_snapshot_batch,
 )
 from client_sdk.transport import ChangesetRefusedError, MutationError
 from sync_protocol.changesets import ChangesetResult, MutationResult, PushRequest
@@ -245,6 +252,7 @@ class FakeTransport:
         self.drop_push: str | None = None  # "before" or "after" the server applies
         self.drop_pull = False
         self.drop_bootstrap_after: int | None = None
+        self.mangle_bootstrap: Callable[[BootstrapBatch], BootstrapBatch] | None = None
         self.pending_pushes = 0
         self.refuse: ChangesetRefusedError | None = None
         self.poke_queue: asyncio.Queue[int] = asyncio.Queue()
@@ -284,7 +292,7 @@ class FakeTransport:
             if self.drop_bootstrap_after is not None and n >= self.drop_bootstrap_after:
                 self.drop_bootstrap_after = None
                 raise NetworkError("stream cut")
-            yield batch
+            yield batch if self.mangle_bootstrap is None else self.mangle_bootstrap(batch)
 
     async def pokes(self, device_id: str) -> AsyncIterator[int]:
         while True:
@@ -648,6 +656,7 @@ async def test_bootstrap_resumes_after_a_dropped_stream(
     assert phone.db.count_records() == 6
     token = phone.db.get_state(BOOT_RESUME_KEY)
     assert isinstance(token, str) and token.endswith(rid(6))
+    assert phone.db.get_state(BOOT_COUNT_KEY) == 6  # an int, committed with its batch
     assert phone.db.get_state(CHECKPOINT_KEY) is None
     done = await phone.engine.sync()
     assert phone.transport.bootstrap_resumes == [None, token]
@@ -836,3 +845,121 @@ async def test_an_unregistered_device_registers_again_and_resends(
     assert phone.transport.registered == ["phone", "phone"]
     assert [p.changeset_id for p in phone.transport.pushes] == ["phone:1", "phone:1"]
     assert server.applied == ["phone:1"] and phone.store.pending() == []
+
+
+async def test_a_snapshot_out_of_key_order_still_converges(
+    devices: Devices, server: FakeServer
+) -> None:
+    seed(server, 10)
+    phone = devices.open("phone")
+
+    def reverse(batch: BootstrapBatch) -> BootstrapBatch:
+        batch.records.reverse()
+        return batch
+
+    phone.transport.mangle_bootstrap = reverse
+    done = await phone.engine.sync()
+    assert visible(phone) == server_view(server)
+    assert done.checksum_ok is True
+    assert [h.title for h in phone.store.search("cliente 7")] == ["Cliente 7"]
+
+
+async def test_a_malformed_snapshot_record_fails_its_batch_atomically(
+    devices: Devices, server: FakeServer
+) -> None:
+    seed(server, 10)  # batches of 3
+    phone = devices.open("phone")
+
+    def spoil_second(batch: BootstrapBatch) -> BootstrapBatch:
+        if batch.total == 6:
+            batch.records[1].version = -1
+        return batch
+
+    phone.transport.mangle_bootstrap = spoil_second
+    with pytest.raises(InvalidRecordError):
+        await phone.engine.sync()
+    # The first batch committed with its resume token; nothing of the second did.
+    assert phone.db.count_records() == 3
+    assert phone.db.get_state(BOOT_COUNT_KEY) == 3
+    assert str(phone.db.get_state(BOOT_RESUME_KEY)).endswith(rid(3))
+    assert [h.title for h in phone.store.search("cliente 4")] == []
+    phone.transport.mangle_bootstrap = None
+    done = await phone.engine.sync()
+    assert visible(phone) == server_view(server)
+    assert done.checksum_ok is True
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["account", "contact", "quote", "systemuser"]),
+    st.text(min_size=1, max_size=40),
+    st.integers(min_value=0, max_value=2**64 - 1),
+    st.dictionaries(st.text(max_size=8), _JSON, max_size=6),
+)
+def test_the_hash_of_stored_fields_is_the_protocol_record_hash(
+    entity: str, id_: str, version: int, fields: dict[str, Any]
+) -> None:
+    record = RecordChange(entity=entity, id=id_, version=version, seq=1, fields=fields)
+    try:
+        (stored,) = prepare_records([record]).fields_json
+    except InvalidRecordError:
+        return  # not storable (e.g. a lone surrogate): nothing to hash
+    assert canonical_record_hash(entity, id_, version, stored) == record_hash(
+        entity, id_, version, fields
+    )
+
+
+def test_prepared_batch_deltas_are_the_records_checksums() -> None:
+    changes = [
+        RecordChange(entity="account", id=rid(i), version=i, seq=i, fields={"name": f"n{i}"})
+        for i in range(1, 5)
+    ]
+    changes[1].channels = ["a", "b"]
+    changes[2].channels = ["b"]
+    changes[3].deleted = True
+    changes[3].channels = ["a"]
+    prepared = prepare_snapshot_batch(BootstrapBatch(records=changes, resume="r"))
+    expected = ChecksumDeltas()
+    for c in changes[:3]:
+        expected.add(c.channels, record_hash(c.entity, c.id, c.version, c.fields))
+    assert prepared.ordered and prepared.live is not None and prepared.live.count == 3
+    assert prepared.deltas.by_channel == expected.by_channel
+    assert (prepared.first_key, prepared.last_key) == (("account", rid(1)), ("account", rid(4)))
+    unordered = prepare_snapshot_batch(BootstrapBatch(records=changes[::-1], resume="r"))
+    assert not unordered.ordered and unordered.live is None and not unordered.deltas.by_channel
+
+
+def test_checksum_book_wraps_digests_modulo_2_64(tmp_path: Path) -> None:
+    db = open_replica(tmp_path / "book.db", KEK)
+    try:
+        hashes = [2**64 - 1, 2**63, 2**63 - 1, 1, 2**64 - 2]
+        expected: dict[str, ChannelChecksum] = {}
+        for step, h in enumerate(hashes * 3):
+            deltas = ChecksumDeltas()
+            channels = ["a", f"c{step % 4}"]
+            if step % 3 == 2:
+                deltas.remove(channels, h)
+                for c in channels:
+                    expected[c] = expected.get(c, ChannelChecksum()).remove(h)
+            else:
+                deltas.add(channels, h)
+                for c in channels:
+                    expected[c] = expected.get(c, ChannelChecksum()).add(h)
+            with db.transaction() as conn:
+                ChecksumBook.commit(conn, deltas)
+                assert not deltas.by_channel
+                assert ChecksumBook.read(conn, [*expected, "never"]) == {
+                    **expected,
+                    "never": ChannelChecksum(),
+                }
+    finally:
+        db.close()
