@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import hashlib
 import itertools
 import logging
@@ -970,9 +972,17 @@ class SyncEngine:
                     writing = None
                     self.events.emit(SyncProgress(phase, count))
                 finished = batch.done
-                writing = asyncio.ensure_future(
-                    asyncio.to_thread(self._write_snapshot_batch, batch, cursor, prepared)
+                # Submitted now, not when the loop next gets round to a task: reading a
+                # buffered stream may not suspend until the next batch is prepared, and
+                # the write would then wait for it (asyncio.to_thread starts that late).
+                write = functools.partial(
+                    contextvars.copy_context().run,
+                    self._write_snapshot_batch,
+                    batch,
+                    cursor,
+                    prepared,
                 )
+                writing = asyncio.get_running_loop().run_in_executor(None, write)
         finally:
             if writing is not None:
                 count = await writing
