@@ -192,7 +192,7 @@ class FakeServer:
         for e in page:
             if grants.intersection(e.record.channels):
                 ch = e.record.to_change()
-                ch.channels = [c for c in e.record.channels if c in grants]
+                ch.channels = tuple(c for c in e.record.channels if c in grants)
                 changes.append(ch)
             elif grants.intersection(e.was_in):
                 removals.append(Removal(entity=e.record.entity, id=e.record.id))
@@ -224,7 +224,7 @@ class FakeServer:
             records = []
             for k in chunk:
                 ch = self.records[k].to_change()
-                ch.channels = [c for c in self.records[k].channels if c in grants]
+                ch.channels = tuple(c for c in self.records[k].channels if c in grants)
                 records.append(ch)
             sent += len(records)
             last = chunk[-1] if chunk else after
@@ -923,10 +923,10 @@ def test_prepared_batch_deltas_are_the_records_checksums() -> None:
         RecordChange(entity="account", id=rid(i), version=i, seq=i, fields={"name": f"n{i}"})
         for i in range(1, 5)
     ]
-    changes[1].channels = ["a", "b"]
-    changes[2].channels = ["b"]
+    changes[1].channels = ("a", "b")
+    changes[2].channels = ("b",)
     changes[3].deleted = True
-    changes[3].channels = ["a"]
+    changes[3].channels = ("a",)
     prepared = prepare_snapshot_batch(BootstrapBatch(records=changes, resume="r"))
     expected = ChecksumDeltas()
     for c in changes[:3]:
