@@ -151,31 +151,38 @@ def prepare_records(records: Iterable[RecordLike]) -> PreparedRecords:
     """
     groups: dict[str, tuple[list[tuple[Any, ...]], list[search.SearchDocument] | None]] = {}
     builders: dict[str, Callable[[Mapping[str, Any]], search.SearchDocument] | None] = {}
-    seen: set[tuple[str, str]] = set()
+    seen: dict[str, set[str]] = {}
     fields_json: list[bytes] = []
     channel_cache: dict[tuple[str, ...], str] = {}
     encode, encode_fields, raw = _json_encoder.encode, _fields_encoder.encode, msgspec.Raw
     for r in records:
-        entity, id_, fields, channels = r.entity, r.id, r.fields, r.channels
+        entity, id_, version, seq, fields, channels = (
+            r.entity,
+            r.id,
+            r.version,
+            r.seq,
+            r.fields,
+            r.channels,
+        )
         group = groups.get(entity)
         if group is None:
             _entity_literal(entity)
             builders[entity] = build = search.document_builder(entity)
             group = groups[entity] = ([], None if build is None else [])
+            ids = seen[entity] = set()
         else:
-            build = builders[entity]
+            build, ids = builders[entity], seen[entity]
         if not isinstance(id_, str) or not id_:
             raise InvalidRecordError(f"record id must be a non-empty string: {id_!r}")
-        if type(r.version) is not int or r.version < 0 or type(r.seq) is not int:
+        if type(version) is not int or version < 0 or type(seq) is not int:
             raise InvalidRecordError(f"bad version/seq on {entity}/{id_}")
         if not isinstance(fields, dict):
             raise InvalidRecordError(f"fields of {entity}/{id_} must be a dict")
         if r.deleted:
             raise InvalidRecordError(f"{entity}/{id_} is a tombstone, not a new record")
-        key = (entity, id_)
-        if key in seen:
+        if id_ in ids:
             raise InvalidRecordError(f"{entity}/{id_} appears twice")
-        seen.add(key)
+        ids.add(id_)
         try:
             encoded = encode_fields(fields)
             channel_key = channels if type(channels) is tuple else tuple(channels)
@@ -186,7 +193,7 @@ def prepare_records(records: Iterable[RecordLike]) -> PreparedRecords:
             raise InvalidRecordError(f"cannot encode {entity}/{id_}: {e}") from e
         fields_json.append(encoded)
         rows, documents = group
-        rows.append((id_, r.version, r.seq, raw(encoded), channels_json))
+        rows.append((id_, version, seq, raw(encoded), channels_json))
         if documents is not None and build is not None:
             documents.append(build(fields))
     prepared = []
