@@ -5,7 +5,8 @@ One sync cycle (:meth:`SyncEngine.sync`):
 1. **Bootstrap** when the replica has no checkpoint yet, or a bootstrap or resync was
    interrupted: the snapshot streams in batches; each batch, its resume token and the
    checksum bookkeeping commit in one transaction, so a crash or a dropped connection
-   resumes after the last committed batch. Memory holds one batch.
+   resumes after the last committed batch. Memory holds at most two batches (one being
+   committed, the next being prepared).
 2. **Push**: the oldest pending mutations become a changeset ``<device_id>:<counter>``
    (counter advanced in the same transaction). A network failure leaves the changeset in
    flight, and the next attempt resends the *same* id and content, which the server
