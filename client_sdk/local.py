@@ -28,7 +28,13 @@ from typing import Any, Final, Literal, TypeAlias, get_args
 
 import msgspec
 
-from client_sdk.database import Connection, LocalDatabase, LocalRecord, field_expression
+from client_sdk.database import (
+    DEFAULT_FIELD_INDEXES,
+    Connection,
+    LocalDatabase,
+    LocalRecord,
+    field_expression,
+)
 from client_sdk.errors import (
     InvalidQueryError,
     LocalRecordNotFoundError,
@@ -54,6 +60,7 @@ FilterOp = Literal[
 _OPS: Final = frozenset(get_args(FilterOp))
 _SCALAR = (str, int, float, bool)
 _ORDER_RE: Final = re.compile(r"^(-?)([A-Za-z_][A-Za-z0-9_]{0,127})$")
+_INDEXED: Final = frozenset(DEFAULT_FIELD_INDEXES)
 
 _json_encode = msgspec.json.Encoder().encode
 _fields_decoder = msgspec.json.Decoder(dict[str, Any])
@@ -308,7 +315,10 @@ class LocalStore:
                 raise InvalidQueryError(f"bad order_by term {term!r}")
             desc, name = m.groups()
             order.append(f"{_expression(s.name, name)}{' DESC' if desc else ''}")
-        order.append("id")
+        # Ordered by id alone, the planner would rather walk every record of the entity
+        # in (entity, id) order than sort the few a field index finds: with an equality
+        # on an indexed field, the tie-break is written so that index cannot order.
+        order.append("+id" if _has_indexed_equality(s.name, where) else "id")
         sql = (
             f"SELECT {_VIEW_COLUMNS} FROM records WHERE {' AND '.join(clauses)}"
             f" ORDER BY {', '.join(order)}"
@@ -560,6 +570,21 @@ def _like_pattern(value: Any, prefix_only: bool) -> str:
         raise InvalidQueryError("contains/startswith need a string value")
     escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"{escaped}%" if prefix_only else f"%{escaped}%"
+
+
+def _has_indexed_equality(entity: str, where: Where | None) -> bool:
+    """Whether ``where`` (already validated) tests a field of DEFAULT_FIELD_INDEXES with =."""
+    if isinstance(where, Mapping):
+        return any((entity, k) in _INDEXED and v is not None for k, v in where.items())
+    if isinstance(where, Sequence) and not isinstance(where, str):
+        return any(
+            isinstance(f, Filter)
+            and f.op == "eq"
+            and f.value is not None
+            and (entity, f.field) in _INDEXED
+            for f in where
+        )
+    return False
 
 
 def _conditions(entity: str, where: Where | None) -> tuple[list[str], list[Any]]:
