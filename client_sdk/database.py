@@ -59,6 +59,7 @@ from client_sdk.errors import (
     SchemaTooNewError,
 )
 from client_sdk.keys import Kek
+from sync_protocol.entities import SCHEMAS, EntitySchema
 
 _log = logging.getLogger(__name__)
 
@@ -247,22 +248,64 @@ def _entity_literal(entity: str) -> str:
     return f"'{entity}'"
 
 
+def field_index_name(entity: str, field: str) -> str:
+    """The name of the partial index on one entity's field (see :func:`field_index_statement`)."""
+    return f"records_{entity}_{re.sub(r'[^A-Za-z0-9_]', '_', field)}"
+
+
 def field_index_statement(entity: str, field: str) -> str:
     """``CREATE INDEX IF NOT EXISTS`` for a partial expression index on one entity's field.
 
     Used by :meth:`LocalDatabase.find_records` (which writes the same expression and
     a literal entity, so the planner can use the partial index).
     """
-    name = f"records_{entity}_{re.sub(r'[^A-Za-z0-9_]', '_', field)}"
     return (
-        f'CREATE INDEX IF NOT EXISTS "{name}" ON records({field_expression(field)})'
-        f" WHERE entity = {_entity_literal(entity)}"
+        f'CREATE INDEX IF NOT EXISTS "{field_index_name(entity, field)}"'
+        f" ON records({field_expression(field)}) WHERE entity = {_entity_literal(entity)}"
     )
 
 
-# Lookups the app needs offline: contacts of an account, accounts by city, the
-# opportunities of an account, quotes of an opportunity, appointments of a record.
-DEFAULT_FIELD_INDEXES: Final[tuple[tuple[str, str], ...]] = (
+# Fields indexed for equality lookups that are not links between records: accounts by
+# city. Checked against the entity schemas when the module loads.
+INDEXED_PLAIN_FIELDS: Final[tuple[tuple[str, str], ...]] = (("account", "address1_city"),)
+
+
+def schema_field_indexes(
+    schemas: Mapping[str, EntitySchema] = SCHEMAS,
+    plain: Iterable[tuple[str, str]] = INDEXED_PLAIN_FIELDS,
+) -> tuple[tuple[str, str], ...]:
+    """The (entity, field) pairs the SDK indexes, derived from the entity schemas.
+
+    Every ``lookup`` field whose target is a synced entity (the records linked to a
+    record: contacts of an account, opportunities and quotes of a customer, quotes of an
+    opportunity, appointments regarding a record, ...), under the name synced records
+    carry it (its navigation name, e.g. ``parentcustomerid``), plus the ``plain``
+    fields. Lookups to entities the device does not hold (``ownerid``: systemuser,
+    currencies) are not indexed. In schema order: entities, then their fields.
+
+    Raises:
+        ValueError: A ``plain`` pair names an entity or a field the schemas lack.
+    """
+    wanted = set(plain)
+    for entity, name in wanted:
+        if entity not in schemas or name not in schemas[entity].fields:
+            raise ValueError(f"indexed field {entity}.{name} is not in the entity schema")
+    pairs = []
+    for entity, s in schemas.items():
+        for name, spec in s.fields.items():
+            linked = spec.kind == "lookup" and any(t in schemas for t in spec.target)
+            if linked or (entity, name) in wanted:
+                pairs.append((entity, name))
+    return tuple(pairs)
+
+
+DEFAULT_FIELD_INDEXES: Final[tuple[tuple[str, str], ...]] = schema_field_indexes()
+"""Per-entity partial indexes every replica has (created at open if missing)."""
+
+# What migration 3 created until schema version 5: lookups under their Dynamics Web API
+# names (``_parentcustomerid_value``), which synced records never carry, so all their
+# entries had NULL keys. Frozen: migration 3 must stay what older replicas applied.
+LEGACY_FIELD_INDEXES: Final[tuple[tuple[str, str], ...]] = (
     ("account", "address1_city"),
     ("contact", "_parentcustomerid_value"),
     ("opportunity", "_parentaccountid_value"),
@@ -270,6 +313,58 @@ DEFAULT_FIELD_INDEXES: Final[tuple[tuple[str, str], ...]] = (
     ("quote", "_opportunityid_value"),
     ("appointment", "_regardingobjectid_value"),
 )
+
+
+def _rebuild_field_indexes(conn: Connection) -> None:
+    """Migration 5: replace the legacy field indexes by :data:`DEFAULT_FIELD_INDEXES`.
+
+    Runs in the migration's transaction (DDL is transactional in SQLite), so a crash
+    leaves either the old indexes or the new ones. ``CREATE INDEX`` builds the entries
+    from the stored records (one scan of ``records`` per index). An index left deferred
+    by an interrupted bulk load is rebuilt afterwards by the open; a legacy one is
+    forgotten instead.
+    """
+    current = {field_index_name(e, f) for e, f in DEFAULT_FIELD_INDEXES}
+    for entity, field in LEGACY_FIELD_INDEXES:
+        name = field_index_name(entity, field)
+        if name not in current:
+            conn.execute(f'DROP INDEX IF EXISTS "{name}"')
+            conn.execute("DELETE FROM deferred_indexes WHERE name = ?", (name,))
+    _create_missing_field_indexes(conn)
+
+
+def _missing_field_indexes(conn: Connection) -> list[tuple[str, str]]:
+    """The :data:`DEFAULT_FIELD_INDEXES` a replica lacks (deferred ones are not missing)."""
+    existing = {
+        name
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'records'"
+            " UNION ALL SELECT name FROM deferred_indexes"
+        )
+    }
+    return [(e, f) for e, f in DEFAULT_FIELD_INDEXES if field_index_name(e, f) not in existing]
+
+
+def _create_missing_field_indexes(conn: Connection) -> int:
+    """Create the missing default field indexes, inside the caller's transaction."""
+    missing = _missing_field_indexes(conn)
+    for entity, field in missing:
+        conn.execute(field_index_statement(entity, field))
+    return len(missing)
+
+
+def _ensure_field_indexes(conn: Connection) -> int:
+    """At open: create default field indexes added since the replica was migrated.
+
+    :data:`DEFAULT_FIELD_INDEXES` follows the entity schemas, so a lookup added there
+    gets its index on every replica, not only on those created afterwards. A read when
+    nothing is missing; otherwise one transaction.
+    """
+    if not _missing_field_indexes(conn):
+        return 0
+    with _atomic(conn):
+        return _create_missing_field_indexes(conn)
+
 
 BASE_MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
@@ -306,7 +401,7 @@ BASE_MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         version=3,
         name="record_field_indexes",
-        statements=tuple(field_index_statement(e, f) for e, f in DEFAULT_FIELD_INDEXES),
+        statements=tuple(field_index_statement(e, f) for e, f in LEGACY_FIELD_INDEXES),
     ),
     Migration(
         version=4,
@@ -318,6 +413,7 @@ BASE_MIGRATIONS: Final[tuple[Migration, ...]] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(version=5, name="field_indexes_on_synced_names", apply=_rebuild_field_indexes),
 )
 
 _UPSERT_RECORD_SQL: Final = (
@@ -694,6 +790,7 @@ class LocalDatabase:
             # A bulk load that never finished (app killed mid-bootstrap) left its
             # indexes dropped: queries would still be right, only slow. Rebuild now.
             _restore_deferred_indexes(conn)
+            _ensure_field_indexes(conn)
         except BaseException:
             conn.close()
             raise
@@ -1201,6 +1298,8 @@ class LocalDatabase:
 __all__ = [
     "BASE_MIGRATIONS",
     "DEFAULT_FIELD_INDEXES",
+    "INDEXED_PLAIN_FIELDS",
+    "LEGACY_FIELD_INDEXES",
     "LocalDatabase",
     "LocalRecord",
     "Migration",
@@ -1210,8 +1309,10 @@ __all__ = [
     "StateValue",
     "database_files",
     "field_expression",
+    "field_index_name",
     "field_index_statement",
     "key_path_for",
     "prepare_records",
+    "schema_field_indexes",
     "wipe_database",
 ]

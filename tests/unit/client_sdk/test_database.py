@@ -59,7 +59,7 @@ def contact(id_: str, fullname: str, parent: str) -> LocalRecord:
         entity="contact",
         id=id_,
         version=1,
-        fields={"fullname": fullname, "_parentcustomerid_value": parent},
+        fields={"fullname": fullname, "parentcustomerid": parent},
     )
 
 
@@ -461,15 +461,15 @@ def test_find_records_uses_the_partial_index(local_db: LocalDatabase) -> None:
         ]
         + [contact(f"c{i}", f"Person {i}", "a1" if i % 2 else "a2") for i in range(10)]
     )
-    found = local_db.find_records("contact", "_parentcustomerid_value", "a1")
+    found = local_db.find_records("contact", "parentcustomerid", "a1")
     assert sorted(r.id for r in found) == ["c1", "c3", "c5", "c7", "c9"]
     assert [r.id for r in local_db.find_records("account", "address1_city", "Łódź")] == ["a2"]
-    assert len(local_db.find_records("contact", "_parentcustomerid_value", "a1", limit=2)) == 2
+    assert len(local_db.find_records("contact", "parentcustomerid", "a1", limit=2)) == 2
     plan = local_db.conn.execute(
         "EXPLAIN QUERY PLAN SELECT id FROM records WHERE entity = 'contact' AND "
-        f"{database.field_expression('_parentcustomerid_value')} = 'a1'"
+        f"{database.field_expression('parentcustomerid')} = 'a1'"
     ).fetchall()
-    assert "records_contact__parentcustomerid_value" in str(plan)
+    assert "records_contact_parentcustomerid" in str(plan)
 
 
 def test_ensure_field_index(local_db: LocalDatabase) -> None:
@@ -535,7 +535,7 @@ def record_indexes(db: LocalDatabase) -> set[str]:
 
 def test_bulk_load_defers_and_rebuilds_field_indexes(local_db: LocalDatabase) -> None:
     before = record_indexes(local_db)
-    contact_index = "records_contact__parentcustomerid_value"
+    contact_index = "records_contact_parentcustomerid"
     assert contact_index in before
     with local_db.bulk_load():
         assert record_indexes(local_db) == before  # nothing written yet
@@ -544,10 +544,10 @@ def test_bulk_load_defers_and_rebuilds_field_indexes(local_db: LocalDatabase) ->
         # Only the indexes scoped to the entities written are deferred.
         assert record_indexes(local_db) == before - {contact_index}
         # Still correct without the index.
-        assert len(local_db.find_records("contact", "_parentcustomerid_value", "a1")) == 20
+        assert len(local_db.find_records("contact", "parentcustomerid", "a1")) == 20
     assert record_indexes(local_db) == before
     assert local_db.conn.execute("SELECT count(*) FROM deferred_indexes").fetchone()[0] == 0
-    assert len(local_db.find_records("contact", "_parentcustomerid_value", "a1")) == 20
+    assert len(local_db.find_records("contact", "parentcustomerid", "a1")) == 20
 
 
 def test_bulk_load_interrupted_is_repaired_on_open(
@@ -559,7 +559,7 @@ def test_bulk_load_interrupted_is_repaired_on_open(
         local_db.close()  # the app is killed mid-bootstrap
     with LocalDatabase.open(db_path, passphrase) as db:
         assert record_indexes(db) == before
-        assert db.find_records("contact", "_parentcustomerid_value", "a1")[0].id == "c1"
+        assert db.find_records("contact", "parentcustomerid", "a1")[0].id == "c1"
 
 
 # --- prepared inserts (the bootstrap path) ----------------------------------------------
@@ -607,7 +607,7 @@ def test_prepared_insert_stores_exactly_what_upsert_stores(
             assert inserted.get_record(r.entity, r.id) == upserted.get_record(r.entity, r.id)
         for query in ("weiss", "lodz", "muell", "mueller", "fiera verdi", "42 1234", "ops"):
             assert inserted.search(query) == upserted.search(query), query
-        assert [r.id for r in inserted.find_records("contact", "_parentcustomerid_value", "a1")]
+        assert [r.id for r in inserted.find_records("contact", "parentcustomerid", "a1")]
         assert inserted.conn.execute("SELECT * FROM doc_counter ORDER BY 1").fetchall() == (
             upserted.conn.execute("SELECT * FROM doc_counter ORDER BY 1").fetchall()
         )
@@ -692,11 +692,11 @@ def test_exhausted_document_ids_write_nothing(local_db: LocalDatabase) -> None:
 
 def test_bulk_load_defers_field_indexes_for_prepared_inserts(local_db: LocalDatabase) -> None:
     before = record_indexes(local_db)
-    contact_index = "records_contact__parentcustomerid_value"
+    contact_index = "records_contact_parentcustomerid"
     with local_db.bulk_load():
         local_db.insert_prepared(
             database.prepare_records([contact(f"c{i}", f"P {i}", "a1") for i in range(20)])
         )
         assert record_indexes(local_db) == before - {contact_index}
     assert record_indexes(local_db) == before
-    assert len(local_db.find_records("contact", "_parentcustomerid_value", "a1")) == 20
+    assert len(local_db.find_records("contact", "parentcustomerid", "a1")) == 20
