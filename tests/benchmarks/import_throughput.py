@@ -307,7 +307,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=2_000_000, help="records over 6 entities")
     parser.add_argument("--runs", type=int, default=3, help="runs (the median is reported)")
-    parser.add_argument("--appliers", type=int, default=1, help="applier processes")
+    parser.add_argument("--appliers", type=int, default=2, help="applier processes (one per core)")
     parser.add_argument("--batch", type=int, default=1000, help="records per upstream message")
     parser.add_argument("--parallel", type=int, default=2, help="entities loaded at once")
     parser.add_argument("--raw-records", type=int, default=100_000, help="raw apply sample")
