@@ -126,23 +126,103 @@ def _entity(
     return EntitySchema(name, entity_set, key, primary, {**fields, **_COMMON}, labels)
 
 
+# Dynamics 365 standard option values (account.industrycode, lead.leadsourcecode), so that
+# rows of a real organisation validate; labels from the same sets.
 INDUSTRY = {
     1: _l("Contabilità", "Buchhaltung", "Comptabilité", "Contabilidad", "Księgowość", "Accounting"),
-    2: _l(
-        "Agricoltura", "Landwirtschaft", "Agriculture", "Agricultura", "Rolnictwo", "Agriculture"
+    6: _l(
+        "Servizi alle imprese",
+        "Unternehmensdienstleistungen",
+        "Services aux entreprises",
+        "Servicios empresariales",
+        "Usługi dla biznesu",
+        "Business Services",
     ),
-    3: _l("Edilizia", "Bauwesen", "Construction", "Construcción", "Budownictwo", "Construction"),
-    4: _l("Consulenza", "Beratung", "Conseil", "Consultoría", "Doradztwo", "Consulting"),
-    5: _l("Manifattura", "Fertigung", "Fabrication", "Fabricación", "Produkcja", "Manufacturing"),
-    6: _l("Commercio", "Handel", "Commerce", "Comercio", "Handel", "Retail"),
-    7: _l("Trasporti", "Transport", "Transport", "Transporte", "Transport", "Transportation"),
+    7: _l("Consulenza", "Beratung", "Conseil", "Consultoría", "Doradztwo", "Consulting"),
+    10: _l(
+        "Distributori e spedizionieri",
+        "Großhändler und Verteiler",
+        "Distributeurs et transformateurs",
+        "Distribuidores y procesadores",
+        "Dystrybutorzy i przetwórcy",
+        "Distributors, Dispatchers and Processors",
+    ),
+    12: _l(
+        "Produzione di beni durevoli",
+        "Gebrauchsgüterherstellung",
+        "Fabrication de biens durables",
+        "Fabricación de bienes duraderos",
+        "Produkcja dóbr trwałych",
+        "Durable Manufacturing",
+    ),
+    16: _l("Finanza", "Finanzwesen", "Finance", "Finanzas", "Finanse", "Financial"),
+    17: _l(
+        "Lavorazione alimenti e tabacco",
+        "Lebensmittel- und Tabakverarbeitung",
+        "Transformation alimentaire et tabac",
+        "Procesamiento de alimentos y tabaco",
+        "Przetwórstwo spożywcze i tytoniowe",
+        "Food and Tobacco Processing",
+    ),
+    30: _l(
+        "Trasporti", "Transportwesen", "Transports", "Transporte", "Transport", "Transportation"
+    ),
+    31: _l(
+        "Servizi di pubblica utilità",
+        "Energieversorgung",
+        "Production et distribution d'énergie",
+        "Servicios públicos",
+        "Energetyka i media",
+        "Utility Creation and Distribution",
+    ),
+    33: _l(
+        "Commercio all'ingrosso",
+        "Großhandel",
+        "Commerce de gros",
+        "Venta al por mayor",
+        "Handel hurtowy",
+        "Wholesale",
+    ),
 }
 LEAD_SOURCE = {
-    1: _l("Pubblicità", "Werbung", "Publicité", "Publicidad", "Reklama", "Advertisement"),
-    2: _l("Segnalazione", "Empfehlung", "Recommandation", "Recomendación", "Polecenie", "Referral"),
-    3: _l("Fiera", "Messe", "Salon", "Feria", "Targi", "Trade Show"),
-    4: _l("Web", "Web", "Web", "Web", "Internet", "Web"),
-    5: _l("Altro", "Sonstiges", "Autre", "Otro", "Inne", "Other"),
+    1: _l("Pubblicità", "Anzeige", "Publicité", "Anuncio", "Reklama", "Advertisement"),
+    2: _l(
+        "Segnalazione dipendente",
+        "Empfehlung durch Mitarbeiter",
+        "Recommandation d'un employé",
+        "Referencia de empleado",
+        "Polecenie pracownika",
+        "Employee Referral",
+    ),
+    3: _l(
+        "Segnalazione esterna",
+        "Externe Empfehlung",
+        "Recommandation externe",
+        "Referencia externa",
+        "Polecenie zewnętrzne",
+        "External Referral",
+    ),
+    4: _l("Partner", "Partner", "Partenaire", "Socio", "Partner", "Partner"),
+    5: _l(
+        "Pubbliche relazioni",
+        "Öffentlichkeitsarbeit",
+        "Relations publiques",
+        "Relaciones públicas",
+        "Public relations",
+        "Public Relations",
+    ),
+    6: _l("Seminario", "Seminar", "Séminaire", "Seminario", "Seminarium", "Seminar"),
+    7: _l("Fiera", "Messe", "Salon professionnel", "Feria comercial", "Targi", "Trade Show"),
+    8: _l("Web", "Web", "Web", "Web", "Internet", "Web"),
+    9: _l(
+        "Passaparola",
+        "Mundpropaganda",
+        "Bouche à oreille",
+        "Boca a boca",
+        "Poczta pantoflowa",
+        "Word of Mouth",
+    ),
+    10: _l("Altro", "Sonstiges", "Autre", "Otro", "Inne", "Other"),
 }
 SALES_STAGE = {
     0: _l(

@@ -30,9 +30,13 @@ from typing import Any
 
 from backend.auth.dev_signer import DEMO_USERS
 from sync_protocol.changesets import Mutation, UpstreamBatch
+from sync_protocol.entities import INDUSTRY, LEAD_SOURCE
 from sync_protocol.hlc import HLC
 
-DEMO_VERSION = 1
+INDUSTRY_CODES = tuple(INDUSTRY)
+LEAD_SOURCE_CODES = tuple(LEAD_SOURCE)
+
+DEMO_VERSION = 2
 """Bump when the data changes: batch ids include it, so a changed data set loads again."""
 
 DEMO_SOURCE = "demo"
@@ -253,7 +257,7 @@ class _Builder:
                     "address1_city": city,
                     "address1_postalcode": postal,
                     "address1_country": o.country,
-                    "industrycode": self.rng.randrange(1, 8),
+                    "industrycode": self.rng.choice(INDUSTRY_CODES),
                     "revenue": float(self.rng.randrange(200, 50_000) * 1000),
                     "numberofemployees": self.rng.randrange(5, 900),
                     "primarycontactid": contact_ids[0],
@@ -336,7 +340,7 @@ class _Builder:
                     "emailaddress1": self.email(first, last),
                     "telephone1": self.phone(),
                     "address1_city": city,
-                    "leadsourcecode": (n % 5) + 1,
+                    "leadsourcecode": LEAD_SOURCE_CODES[n % len(LEAD_SOURCE_CODES)],
                     "statecode": 0,
                 },
             )

@@ -84,7 +84,7 @@ def account(i: int, rnd: random.Random) -> dict[str, object]:
         "address1_city": rnd.choice(CITIES),
         "address1_postalcode": f"{rnd.randrange(10**5):05d}",
         "address1_country": "Italia",
-        "industrycode": rnd.randint(1, 7),
+        "industrycode": rnd.choice((1, 6, 7, 10, 12, 16, 17, 30, 31, 33)),
         "revenue": rnd.random() * 1e7,
         "numberofemployees": rnd.randrange(5000),
         "ownerid": str(uuid.UUID(int=rnd.getrandbits(128))),

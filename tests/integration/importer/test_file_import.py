@@ -52,7 +52,7 @@ def write_accounts(path: Path) -> tuple[dict[str, dict[str, Any]], dict[int, str
                 "name": f"Società {i} S.r.l.",
                 "emailaddress1": f"info{i}@example.it",
                 "revenue": f"{i * 1000}.50",
-                "industrycode": str(1 + i % 7),
+                "industrycode": str((1, 6, 7, 10, 12, 30, 33)[i % 7]),
                 "address1_city": "Città di Castello" if i % 2 else "",
             }
             if i % BAD_EVERY == 0:

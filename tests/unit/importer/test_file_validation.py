@@ -82,7 +82,7 @@ def test_csv_cells_convert_by_kind() -> None:
             "name": "Rossi S.r.l.",
             "revenue": 1250.5,
             "numberofemployees": 12,
-            "industrycode": 4,
+            "industrycode": 7,  # Consulting in the Dynamics standard set
             "primarycontactid": ID,
             "country": "IT",
             "statecode": None,
