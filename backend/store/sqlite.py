@@ -210,6 +210,15 @@ _SQL_FEED_ROW = (
 )
 
 
+def _flock(fd: int, operation: int) -> bool:
+    """``flock``, or ``False`` where the file system has none (SQLite's lock still holds)."""
+    try:
+        fcntl.flock(fd, operation)
+    except OSError:
+        return False
+    return True
+
+
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -383,7 +392,7 @@ class SqliteRecordStore(RecordStore):
         lock_fd = self._lock_fd
         if conn is None or lock_fd is None:
             raise StoreUnavailableError("the store is closed or was never started")
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # blocks this writer thread only
+        locked = _flock(lock_fd, fcntl.LOCK_EX)  # blocks this writer thread only
         try:
             conn.execute("BEGIN IMMEDIATE")
             yield conn
@@ -394,7 +403,8 @@ class SqliteRecordStore(RecordStore):
             self._forget_channels(self._chan_new)  # the rolled-back transaction made them
             raise
         finally:
-            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+            if locked:
+                _flock(lock_fd, fcntl.LOCK_UN)
             self._chan_new.clear()
 
     def _forget_channels(self, names: list[str]) -> None:
