@@ -48,8 +48,12 @@ def _ms() -> int:
 
 def change_for(record: Record, grants: frozenset[str]) -> RecordChange:
     """The record as the caller receives it: only the caller's channels are named."""
-    change = record.to_change()
-    change.channels = tuple(c for c in record.channels if c in grants)
+    return scoped(record.to_change(), grants)
+
+
+def scoped(change: RecordChange, grants: frozenset[str]) -> RecordChange:
+    """``change`` naming only the caller's channels (it is changed in place)."""
+    change.channels = tuple(c for c in change.channels if c in grants)
     return change
 
 
@@ -229,9 +233,9 @@ class FeedReader:
         for entry in entries:
             if up_to is not None and entry.seq > up_to:
                 continue  # the main feed delivers it once the channel has joined
-            record = entry.record
-            if record is not None and page.grants.intersection(record.channels):
-                page.changes.append(change_for(record, page.grants))
+            change = entry.change
+            if change is not None and page.grants.intersection(change.channels):
+                page.changes.append(scoped(change, page.grants))
             else:
                 undecided.append(entry)
         await self._removals_only(page, undecided)

@@ -510,7 +510,9 @@ class CouchbaseRecordStore(RecordStore):
                 if requested.intersection(row["channels"]):
                     rec = _decode_record(_unpack(row["data"]))
                     rec.seq = seq
-                    entries.append(FeedEntry(seq=seq, entity=entity, id=id_, record=rec))
+                    entries.append(
+                        FeedEntry(seq=seq, entity=entity, id=id_, change=rec.to_change())
+                    )
                 else:
                     for c in sorted(requested.intersection(row.get("removed") or {})):
                         entries.append(FeedEntry(seq=seq, entity=entity, id=id_, removed_from=c))

@@ -39,7 +39,8 @@ import msgspec
 
 from sync_protocol.changesets import ChangesetResult
 from sync_protocol.checksum import EMPTY, ChannelChecksum, record_hash
-from sync_protocol.records import Record
+from sync_protocol.hlc import HLC
+from sync_protocol.records import Record, RecordChange
 
 from .base import GroupOutcome, RecordStore
 from .config import StoreConfig
@@ -74,6 +75,7 @@ class _Prepared(NamedTuple):
     last: dict[Key, int]
     final: list[tuple[Key, int, Record]]
     blobs: list[bytes]
+    clocks: list[bytes]
     hashes: list[int]
     first: dict[Key, int]
     must_exist: list[Key]
@@ -86,6 +88,8 @@ _KEYS_PER_QUERY = 500  # well under SQLite's host-parameter limit
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_record = msgspec.msgpack.Decoder(Record).decode
+_decode_change = msgspec.msgpack.Decoder(RecordChange).decode
+_decode_clock = msgspec.msgpack.Decoder(HLC | None).decode
 _decode_changeset = msgspec.msgpack.Decoder(ChangesetResult).decode
 _decode_conflict = msgspec.msgpack.Decoder(ConflictRecord).decode
 _decode_audit = msgspec.msgpack.Decoder(AuditEntry).decode
@@ -182,11 +186,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             data BLOB NOT NULL
         )""",
     ),
+    # 2: the record's greatest clock (msgpack HLC) beside its body, so the change feed can
+    # build what devices receive without decoding per-field clocks. NULL in rows written
+    # before: those are decoded whole.
+    ("ALTER TABLE records ADD COLUMN clock BLOB",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _SQL_FEED = (
-    "SELECT f.seq, f.removed, f.entity, f.id, ?, r.seq, r.data FROM feed AS f INDEXED BY feed_seq"
+    "SELECT f.seq, f.removed, f.entity, f.id, ?, r.seq, r.data, r.clock"
+    " FROM feed AS f INDEXED BY feed_seq"
     " LEFT JOIN records AS r ON f.removed = 0 AND r.rid = f.rid"
     " WHERE f.chan = ? AND f.seq > ? ORDER BY f.seq"
 )
@@ -197,12 +206,13 @@ _SQL_SCAN = (
     " ORDER BY f.entity, f.id"
 )
 _SQL_INSERT_RECORD = (
-    "INSERT INTO records (rid, entity, id, version, seq, deleted, chans, hash, at_ms, data)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO records"
+    " (rid, entity, id, version, seq, deleted, chans, hash, at_ms, data, clock)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SQL_UPDATE_RECORD = (
     "UPDATE records SET version = ?, seq = ?, deleted = ?, chans = ?, hash = ?, at_ms = ?,"
-    " data = ? WHERE rid = ?"
+    " data = ?, clock = ? WHERE rid = ?"
 )
 _SQL_FEED_ROW = (
     "INSERT OR REPLACE INTO feed (chan, entity, id, seq, removed, at_ms, rid)"
@@ -548,6 +558,7 @@ class SqliteRecordStore(RecordStore):
             last[(w.record.entity, w.record.id)] = i
         final = [(key, i, writes[i].record) for key, i in last.items()]
         blobs = [_encode(rec) for _, _, rec in final]
+        clocks = [_encode(rec.max_clock()) for _, _, rec in final]
         hashes = [
             0 if rec.deleted else _signed(record_hash(rec.entity, rec.id, rec.version, rec.fields))
             for _, _, rec in final
@@ -559,13 +570,13 @@ class SqliteRecordStore(RecordStore):
         # Only repeated keys or updates need the version walk below; fresh inserts are
         # checked by the unique key when they are inserted.
         walk = bool(must_exist) or len(last) != n
-        return _Prepared(now, last, final, blobs, hashes, first, must_exist, walk)
+        return _Prepared(now, last, final, blobs, clocks, hashes, first, must_exist, walk)
 
     def _apply_in(
         self, conn: sqlite3.Connection, batch: WriteBatch, prepared: _Prepared
     ) -> CommitResult:
         """The writes of one batch inside the open write transaction."""
-        now, last, final, blobs, hashes, first, must_exist, walk = prepared
+        now, last, final, blobs, clocks, hashes, first, must_exist, walk = prepared
         writes = batch.writes
         n = len(writes)
         changeset = batch.changeset
@@ -601,7 +612,7 @@ class SqliteRecordStore(RecordStore):
             next_rid = conn.execute("SELECT max(rid) FROM records").fetchone()[0] or 0
         channel_set = self._channel_set
         feed_append = feed.append
-        for (key, i, rec), blob, h in zip(final, blobs, hashes, strict=True):
+        for (key, i, rec), blob, h, clock in zip(final, blobs, hashes, clocks, strict=True):
             seq = head + 1 + i
             entity, id_ = key
             chans, chans_text = channel_set(conn, rec.channels)
@@ -611,11 +622,11 @@ class SqliteRecordStore(RecordStore):
                 next_rid += 1
                 rid = next_rid
                 inserts.append(
-                    (rid, entity, id_, rec.version, seq, deleted, chans_text, h, now, blob)
+                    (rid, entity, id_, rec.version, seq, deleted, chans_text, h, now, blob, clock)
                 )
             else:
                 rid, _, old_deleted, old_chans_text, old_hash = old
-                updates.append((rec.version, seq, deleted, chans_text, h, now, blob, rid))
+                updates.append((rec.version, seq, deleted, chans_text, h, now, blob, clock, rid))
                 old_chans = _parse_chans(old_chans_text)
                 for c in old_chans:
                     if c not in chans:
@@ -1090,15 +1101,31 @@ def _flush(group: list[tuple[Any, ...]], names: dict[int, str], out: list[FeedEn
     A live row wins: its record carries the current channels, so removals from the other
     requested channels at the same sequence say nothing more.
     """
-    for seq, removed, entity, id_, _, rseq, data in group:
+    for seq, removed, entity, id_, _, rseq, data, clock in group:
         if not removed and data is not None:
-            rec = _decode_record(data)
-            rec.seq = rseq
-            out.append(FeedEntry(seq=seq, entity=entity, id=id_, record=rec))
+            out.append(FeedEntry(seq=seq, entity=entity, id=id_, change=_change(data, rseq, clock)))
             return
-    for seq, removed, entity, id_, chan, _, _ in group:
+    for seq, removed, entity, id_, chan, _, _, _ in group:
         if removed:
             out.append(FeedEntry(seq=seq, entity=entity, id=id_, removed_from=names[chan]))
+
+
+def _change(data: bytes, seq: int, clock: bytes | None) -> RecordChange:
+    """What devices receive of a stored record, decoded straight from its body.
+
+    The body is a ``Record``; decoding it as a ``RecordChange`` skips the per-field clocks
+    and versions (most of its objects) and takes the greatest clock from its column.
+    """
+    if clock is None:  # written before the column existed
+        rec = _decode_record(data)
+        rec.seq = seq
+        return rec.to_change()
+    change = _decode_change(data)
+    change.seq = seq
+    change.clock = _decode_clock(clock)
+    if change.deleted:
+        change.fields = {}
+    return change
 
 
 def _stamp_audit(entry: AuditEntry, last: dict[Key, int], head: int, now: int) -> AuditEntry:

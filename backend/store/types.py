@@ -8,7 +8,7 @@ import msgspec
 
 from sync_protocol.changesets import ChangesetResult
 from sync_protocol.checksum import ChannelChecksum
-from sync_protocol.records import Record
+from sync_protocol.records import Record, RecordChange
 
 from .errors import InvalidRequestError
 
@@ -85,12 +85,18 @@ class CommitResult(msgspec.Struct, kw_only=True):
 
 
 class FeedEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """One change-feed entry: a record state, or a removal of a record from a channel."""
+    """One change-feed entry: a record state, or a removal of a record from a channel.
+
+    A record state comes as devices receive it (``RecordChange``: values, greatest clock,
+    all its channels; a tombstone has ``deleted`` and no values), not as the merge keeps
+    it: the feed is read for pulls only, and skipping the per-field clocks halves a
+    feed read. ``get``/``get_many`` give the whole ``Record``.
+    """
 
     seq: int
     entity: str
     id: str
-    record: Record | None = None
+    change: RecordChange | None = None
     removed_from: str | None = None
 
 

@@ -8,7 +8,9 @@ from backend.store.base import RecordStore
 from backend.store.errors import InvalidRequestError
 from backend.store.types import RecordWrite, WriteBatch
 from sync_protocol.checksum import EMPTY, checksum_of, record_hash
-from sync_protocol.records import Record
+from sync_protocol.hlc import HLC
+from sync_protocol.records import Record, RecordChange
+from tests.contract.conftest import BASE_MS
 
 
 def expected_checksum(records: list[Record], channel: str):
@@ -26,7 +28,7 @@ async def test_entries_come_in_sequence_order_once_per_record(store: RecordStore
     await put(rec("r4", channels=["c:other"]))
     page = await store.changes(["c:b", "c:a"], 0)
     assert [(e.seq, e.id) for e in page.entries] == [(1, "r1"), (2, "r2"), (3, "r3")]
-    assert all(e.record is not None and e.record.seq == e.seq for e in page.entries)
+    assert all(e.change is not None and e.change.seq == e.seq for e in page.entries)
     assert page.has_more is False and page.last_seq == 4
 
 
@@ -36,7 +38,7 @@ async def test_only_the_latest_state_of_a_record_is_returned(store: RecordStore,
     await put(rec("r1", version=2, fields={"n": 2}))
     page = await store.changes(["c:a"], 0)
     assert [(e.seq, e.id) for e in page.entries] == [(2, "r2"), (3, "r1")]
-    assert page.entries[1].record is not None and page.entries[1].record.fields == {"n": 2}
+    assert page.entries[1].change is not None and page.entries[1].change.fields == {"n": 2}
     later = await store.changes(["c:a"], 2)
     assert [(e.seq, e.id) for e in later.entries] == [(3, "r1")]
 
@@ -47,12 +49,12 @@ async def test_leaving_a_channel_leaves_a_removal_entry(store: RecordStore, rec,
     only_a = await store.changes(["c:a"], 1)
     assert len(only_a.entries) == 1
     removal = only_a.entries[0]
-    assert (removal.seq, removal.id, removal.removed_from, removal.record) == (2, "r1", "c:a", None)
+    assert (removal.seq, removal.id, removal.removed_from, removal.change) == (2, "r1", "c:a", None)
     only_b = await store.changes(["c:b"], 1)
-    assert only_b.entries[0].record is not None and only_b.entries[0].removed_from is None
+    assert only_b.entries[0].change is not None and only_b.entries[0].removed_from is None
     both = await store.changes(["c:a", "c:b"], 1)
-    assert len(both.entries) == 1 and both.entries[0].record is not None
-    assert both.entries[0].record.channels == ["c:b"]
+    assert len(both.entries) == 1 and both.entries[0].change is not None
+    assert both.entries[0].change.channels == ("c:b",)
 
 
 async def test_leaving_every_requested_channel_gives_one_removal_per_channel(
@@ -62,7 +64,7 @@ async def test_leaving_every_requested_channel_gives_one_removal_per_channel(
     await put(rec("r1", version=2, channels=["c:z"]))
     page = await store.changes(["c:a", "c:b"], 0)
     assert sorted((e.seq, e.removed_from) for e in page.entries) == [(2, "c:a"), (2, "c:b")]
-    assert all(e.record is None and e.id == "r1" for e in page.entries)
+    assert all(e.change is None and e.id == "r1" for e in page.entries)
 
 
 async def test_coming_back_to_a_channel_replaces_the_removal(store: RecordStore, rec, put) -> None:
@@ -80,7 +82,7 @@ async def test_a_deletion_is_a_tombstone_entry(store: RecordStore, rec, put) -> 
     await put(rec("r1", version=2, deleted=True))
     page = await store.changes(["c:a"], 1)
     assert len(page.entries) == 1
-    tomb = page.entries[0].record
+    tomb = page.entries[0].change
     assert tomb is not None and tomb.deleted and page.entries[0].removed_from is None
 
 
@@ -180,3 +182,28 @@ async def test_bad_limits_are_typed_errors(store: RecordStore) -> None:
         await store.changes(["c:a"], -1)
     with pytest.raises(InvalidRequestError):
         await store.scan(["c:a"], None, limit=0)
+
+
+async def test_a_feed_entry_is_what_devices_receive(store: RecordStore, rec, put) -> None:
+    live = rec("r1", version=1, fields={"name": "Uno", "city": "Łódź"}, channels=["c:a", "c:b"])
+    live.clocks["city"] = HLC(BASE_MS + 50, 3, "dev-z")  # the greatest clock of the record
+    await put(live)
+    tomb = rec("r2", version=1, deleted=True)
+    await put(tomb)
+
+    page = await store.changes(["c:a"], 0)
+
+    first, second = (e.change for e in page.entries)
+    assert first is not None and second is not None
+    assert first == RecordChange(
+        entity="account",
+        id="r1",
+        version=1,
+        seq=1,
+        fields={"name": "Uno", "city": "Łódź"},
+        clock=HLC(BASE_MS + 50, 3, "dev-z"),
+        channels=("c:a", "c:b"),
+    )
+    assert (second.deleted, second.fields, second.clock) == (True, {}, tomb.max_clock())
+    stored = await store.get("account", "r1")
+    assert stored is not None and stored.to_change() == first  # the same as the full record

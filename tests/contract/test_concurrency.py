@@ -105,8 +105,8 @@ async def test_a_reader_paging_during_writes_misses_nothing(store: RecordStore, 
             assert [e.seq for e in page.entries] == sorted(e.seq for e in page.entries)
             assert all(e.seq > after for e in page.entries)
             for e in page.entries:
-                assert e.record is not None
-                seen[e.id] = e.record.fields["n"]
+                assert e.change is not None
+                seen[e.id] = e.change.fields["n"]
             after = page.last_seq
             if finished and not page.has_more:
                 return seen

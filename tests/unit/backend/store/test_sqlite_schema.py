@@ -11,6 +11,7 @@ from backend.store.config import StoreConfig
 from backend.store.errors import StoreUnavailableError
 from backend.store.sqlite import SCHEMA_VERSION, SqliteRecordStore
 from backend.store.types import RecordWrite, WriteBatch
+from sync_protocol.hlc import HLC
 from sync_protocol.records import Record
 
 
@@ -87,3 +88,34 @@ async def test_a_closed_store_refuses_calls_with_a_typed_error(tmp_path: Path) -
     await store.close()  # idempotent
     with pytest.raises(StoreUnavailableError):
         await store.get("account", "a")
+
+
+async def test_rows_from_before_the_clock_column_still_read_in_the_feed(tmp_path: Path) -> None:
+    config = StoreConfig(sqlite_path=str(tmp_path / "store.db"))
+    store = SqliteRecordStore(config)
+    await store.start()
+    live = record("a")
+    live.clocks = {"name": HLC(1_700_000_000_000, 2, "dev-a")}
+    gone = record("b")
+    gone.deleted, gone.deleted_clock = True, HLC(1_700_000_000_005, 0, "dev-b")
+    await store.apply(
+        WriteBatch(writes=[RecordWrite(record=r, expected_version=0) for r in (live, gone)])
+    )
+    expected = [r.to_change() for r in (live, gone)]
+    await store.close()
+    # Turn the file back into a schema-1 database: no clock column.
+    with sqlite3.connect(config.sqlite_path) as conn:
+        conn.execute("ALTER TABLE records DROP COLUMN clock")
+        conn.execute("PRAGMA user_version = 1")
+
+    reopened = SqliteRecordStore(config)
+    await reopened.start()  # migration 2 adds the column, NULL for the old rows
+    try:
+        page = await reopened.changes(["c:a"], 0)
+        assert [e.change for e in page.entries] == expected
+        assert expected[0].clock == HLC(1_700_000_000_000, 2, "dev-a")
+        assert (expected[1].fields, expected[1].clock) == ({}, gone.deleted_clock)
+        with sqlite3.connect(config.sqlite_path) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        await reopened.close()
