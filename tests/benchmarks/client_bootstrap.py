@@ -72,7 +72,12 @@ import sqlcipher3
 from backend.gateway.bootstrap import encode_frame
 from client_sdk import search
 from client_sdk.client import CrmClient
-from client_sdk.database import LocalDatabase
+from client_sdk.database import (
+    DEFAULT_FIELD_INDEXES,
+    LocalDatabase,
+    field_expression,
+    field_index_name,
+)
 from client_sdk.events import SyncProgress
 from client_sdk.keys import KeystoreKey
 from client_sdk.local import HLC_KEY
@@ -87,6 +92,7 @@ from client_sdk.sync import (
 )
 from client_sdk.transport import HttpTransport
 from sync_protocol.checksum import ChannelChecksum, record_hash
+from sync_protocol.entities import SCHEMAS
 from sync_protocol.hlc import HLC
 from sync_protocol.pull import BootstrapBatch, PullResponse
 from sync_protocol.records import RecordChange
@@ -129,6 +135,9 @@ PEOPLE = {
     ),
 }
 """Per country: first names, surnames, cities (``_`` joins words), phone prefix."""
+# Option values from the schema (they follow Dynamics' standard sets).
+INDUSTRY_CODES = sorted(SCHEMAS["account"].fields["industrycode"].options)
+LEAD_SOURCES = sorted(SCHEMAS["lead"].fields["leadsourcecode"].options)
 COMPANY = ["S.p.A.", "GmbH", "SARL", "S.L.", "Sp. z o.o.", "& Figli", "AG", "Group"]
 
 
@@ -159,7 +168,7 @@ def make_changes(n: int, seed: int = 11) -> Iterator[RecordChange]:
                 "address1_line1": f"Via {rnd.choice(last)} {rnd.randrange(1, 200)}",
                 "address1_city": city,
                 "address1_postalcode": f"{rnd.randrange(10**5):05d}",
-                "industrycode": rnd.randrange(1, 8),
+                "industrycode": rnd.choice(INDUSTRY_CODES),
                 "revenue": round(rnd.random() * 1e7, 2),
                 "numberofemployees": rnd.randrange(1, 5000),
                 "statecode": 0,
@@ -183,7 +192,7 @@ def make_changes(n: int, seed: int = 11) -> Iterator[RecordChange]:
                 "lastname": surname,
                 "companyname": f"{surname} {rnd.choice(COMPANY)}",
                 "telephone1": phone,
-                "leadsourcecode": rnd.randrange(1, 6),
+                "leadsourcecode": rnd.choice(LEAD_SOURCES),
                 "statecode": 0,
             }
         elif entity == "opportunity":
@@ -321,9 +330,12 @@ async def run_ours(stream: Path, sums_json: bytes, db_path: Path, n: int) -> dic
     count = client.db.count_records()
     hits = len(client.search("müller", limit=10))
     digests = content_digests(client.db.conn)
+    index_keys = field_index_keys(client.db.conn)
     await client.aclose()
     if count != n or done.checksum_ok is not True or hits == 0:
         raise SystemExit(f"bootstrap incomplete: {count}/{n}, checksums {done.checksum_ok}")
+    if not index_keys.get(field_index_name("contact", "parentcustomerid")):
+        raise SystemExit(f"field index entries have no keys: {index_keys}")
     return {
         "rate": n / elapsed,
         "cpu_rate": n / cpu,
@@ -332,6 +344,7 @@ async def run_ours(stream: Path, sums_json: bytes, db_path: Path, n: int) -> dic
         "rss_last_batch_mib": samples[-1],
         "peak_rss_mib": peak_rss_mib(),
         "digests": digests,
+        "field_index_keys": index_keys,
     }
 
 
@@ -344,8 +357,20 @@ DIGESTED = {
     "search_index": "SELECT id, block FROM search_index_data ORDER BY id",
     "doc_counter": "SELECT * FROM doc_counter ORDER BY entity_code",
     "channel_checksums": "SELECT * FROM channel_checksums ORDER BY channel",
+    # Per field index, its entries that have a key, read through the index itself.
+    "field_index_keys": " UNION ALL ".join(
+        f"SELECT '{field_index_name(e, f)}', count(*) FROM records"
+        f' INDEXED BY "{field_index_name(e, f)}"'
+        f" WHERE entity = '{e}' AND {field_expression(f)} IS NOT NULL"
+        for e, f in DEFAULT_FIELD_INDEXES
+    ),
 }
 """What ``ours`` and ``same`` must have written identically (FTS5's own b-tree included)."""
+
+
+def field_index_keys(conn: Any) -> dict[str, int]:
+    """Keyed entries per field index (the lookups are filled: synced field names)."""
+    return dict(conn.execute(DIGESTED["field_index_keys"]).fetchall())
 
 
 def content_digests(conn: Any) -> dict[str, str]:
@@ -640,6 +665,10 @@ def main() -> None:
             "ours and same wrote identical",
             ", ".join(DIGESTED),
             "tables" if not differ else f"tables, EXCEPT {', '.join(differ)}",
+        )
+        print(
+            "field index entries with a key (ours):",
+            ", ".join(f"{k} {v:,}" for k, v in runs["ours"][0]["field_index_keys"].items()),
         )
         for role, results in runs.items():
             print(

@@ -17,8 +17,15 @@ random UUID ids as Dynamics issues them), then reports:
 - search latency p50/p95/p99 over 1,000 queries typed as users type them (prefixes,
   whole names, ASCII-folded diacritics, name + city, e-mail and phone fragments, some
   two-letter prefixes), median of 3 passes;
-- indexed lookups p99: the contacts of an account, 50 accounts of a city;
-- peak RSS and database size.
+- indexed lookups p99 (``find_records``): the contacts of an account, 50 accounts of a
+  city; and a page of an account's contacts through the local API (``LocalStore.query``).
+  Records carry the field names of ``sync_protocol.entities`` (``parentcustomerid``,
+  ``ownerid``, as synced records do) and the run stops unless every contact has a key in
+  the parent-account index and both lookups are planned on their partial index;
+- peak RSS and database size;
+- the one-time repair at open of a replica from before schema version 5 (the same
+  replica with its field indexes turned back into the Web API-named ones): migration 5
+  rebuilding them (``--no-migration`` skips it).
 
 Goals on 1,000,000 records: search p99 < 20 ms, indexed query p99 < 5 ms, bootstrap
 >= 30,000 records/s.
@@ -49,11 +56,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import msgspec
 import sqlcipher3
 
-from client_sdk.database import DEFAULT_CACHE_KIB, LocalDatabase, LocalRecord
+from client_sdk.database import (
+    DEFAULT_CACHE_KIB,
+    DEFAULT_FIELD_INDEXES,
+    LEGACY_FIELD_INDEXES,
+    LocalDatabase,
+    LocalRecord,
+    field_expression,
+    field_index_name,
+    field_index_statement,
+)
 from client_sdk.keys import KeystoreKey
+from client_sdk.local import DeviceClock, LocalStore
+from client_sdk.sync import REPLICA_MIGRATIONS
+from sync_protocol.entities import SCHEMAS, validate_fields
 from tests.benchmarks._report import report
 
 CHUNK = 10_000
+INDUSTRY_CODES = sorted(SCHEMAS["account"].fields["industrycode"].options)
 KEK = KeystoreKey(b"\x42" * 32)
 
 
@@ -254,10 +274,15 @@ def _key_ordered_uuid(k: int, count: int, salt: int) -> str:
     return str(uuid.UUID(int=k * step + offset, version=4))
 
 
+# Users who own records (``ownerid`` is a lookup: a systemuser UUID).
+_OWNER_RND = random.Random(3)
+OWNERS = [str(uuid.UUID(int=_OWNER_RND.getrandbits(128), version=4)) for _ in range(50)]
+
+
 def _account(rnd: random.Random, rid: str, seq: int) -> LocalRecord:
     cc = rnd.choice(COUNTRY_CODES)
     c = COUNTRIES[cc]
-    owner = f"owner:{rnd.randrange(50)}"
+    owner = OWNERS[rnd.randrange(50)]
     last = rnd.choice(c["last"])
     city = rnd.choice(c["cities"])
     name = f"{last} {rnd.choice(c['company'])}"
@@ -272,11 +297,12 @@ def _account(rnd: random.Random, rid: str, seq: int) -> LocalRecord:
         "address1_city": city,
         "address1_postalcode": f"{rnd.randrange(10**5):05d}",
         "address1_country": cc,
-        "industrycode": rnd.randrange(1, 30),
+        "industrycode": rnd.choice(INDUSTRY_CODES),
         "revenue": round(rnd.random() * 1e7, 2),
         "numberofemployees": rnd.randrange(1, 5000),
         "statecode": 0,
-        "_ownerid_value": owner,
+        "ownerid": owner,
+        "country": cc,
     }
     return LocalRecord(
         entity="account",
@@ -284,14 +310,14 @@ def _account(rnd: random.Random, rid: str, seq: int) -> LocalRecord:
         version=1,
         seq=seq,
         fields=fields,
-        channels=(owner, f"country:{cc}"),
+        channels=(f"owner:{owner}", f"country:{cc}"),
     )
 
 
 def _contact(rnd: random.Random, rid: str, seq: int, parent: str) -> LocalRecord:
     cc = rnd.choice(COUNTRY_CODES)
     c = COUNTRIES[cc]
-    owner = f"owner:{rnd.randrange(50)}"
+    owner = OWNERS[rnd.randrange(50)]
     first, last = rnd.choice(c["first"]), rnd.choice(c["last"])
     fields = {
         "fullname": f"{first} {last}",
@@ -303,9 +329,10 @@ def _contact(rnd: random.Random, rid: str, seq: int, parent: str) -> LocalRecord
         "telephone1": c["phone"](rnd),
         "mobilephone": c["mobile"](rnd),
         "address1_city": rnd.choice(c["cities"]),
-        "_parentcustomerid_value": parent,
+        "parentcustomerid": parent,
         "statecode": 0,
-        "_ownerid_value": owner,
+        "ownerid": owner,
+        "country": cc,
     }
     return LocalRecord(
         entity="contact",
@@ -313,7 +340,7 @@ def _contact(rnd: random.Random, rid: str, seq: int, parent: str) -> LocalRecord
         version=1,
         seq=seq,
         fields=fields,
-        channels=(owner, f"country:{cc}"),
+        channels=(f"owner:{owner}", f"country:{cc}"),
     )
 
 
@@ -422,7 +449,7 @@ def build_ours(
     ``bulk``: inside ``LocalDatabase.bulk_load()``, as the sync engine's bootstrap;
     the final index rebuild is part of the measured time.
     """
-    db = LocalDatabase.create(path, KEK, cache_kib=cache_kib)
+    db = LocalDatabase.create(path, KEK, migrations=REPLICA_MIGRATIONS, cache_kib=cache_kib)
     elapsed = cpu = 0.0
     load = db.bulk_load() if bulk else contextlib.nullcontext()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -493,6 +520,65 @@ def build_raw(path: Path, n: int, order: str, cache_kib: int, layout: str) -> tu
     return n / elapsed, n / cpu
 
 
+def check_records(n: int) -> None:
+    """Fail unless the generated records are valid for the entity schema (so their field
+    names are the ones synced records carry); checks the first ``min(n, 20,000)``."""
+    for chunk in make_records(min(n, 2 * CHUNK)):
+        for r in chunk:
+            validate_fields(r.entity, r.fields, allow_system=True)
+
+
+def check_indexes(db: LocalDatabase) -> None:
+    """Fail unless the lookups are timed on populated index entries, through the index:
+    every contact must have a key in the parent-account index, every account in the
+    city one, and both lookups must be planned on their partial index."""
+    for entity, field in (("contact", "parentcustomerid"), ("account", "address1_city")):
+        assert (entity, field) in DEFAULT_FIELD_INDEXES
+        index = field_index_name(entity, field)
+        expr = field_expression(field)
+        keyed = db.conn.execute(
+            f'SELECT count(*) FROM records INDEXED BY "{index}"'
+            f" WHERE entity = '{entity}' AND {expr} IS NOT NULL"
+        ).fetchone()[0]
+        total = db.count_records(entity)
+        if keyed != total:
+            raise SystemExit(f"{index}: {keyed:,} of {total:,} entries have a key")
+        plan = db.conn.execute(
+            f"EXPLAIN QUERY PLAN SELECT id FROM records WHERE entity = '{entity}'"
+            f" AND {expr} = ? AND deleted = 0",
+            ("x",),
+        ).fetchall()
+        if index not in str(plan):
+            raise SystemExit(f"lookup on {entity}.{field} not planned on {index}: {plan}")
+
+
+def time_migration(db: LocalDatabase, path: Path, cache_kib: int) -> float:
+    """Seconds to open the replica after turning it back into a pre-version-5 one (the
+    Web API-named field indexes, no migration 5): the one-time repair at open.
+
+    Closes ``db`` (closing it again is a no-op); the replica is left migrated."""
+    conn = db.conn
+    with db.transaction():
+        for entity, field in DEFAULT_FIELD_INDEXES:
+            if (entity, field) not in LEGACY_FIELD_INDEXES:
+                conn.execute(f'DROP INDEX "{field_index_name(entity, field)}"')
+        for entity, field in LEGACY_FIELD_INDEXES:
+            conn.execute(field_index_statement(entity, field))
+        conn.execute("DELETE FROM schema_migrations WHERE version = 5")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    t0 = time.perf_counter()
+    reopened = LocalDatabase.open(path, KEK, migrations=REPLICA_MIGRATIONS, cache_kib=cache_kib)
+    seconds = time.perf_counter() - t0
+    try:
+        if reopened.migrations_applied_at_open != [5]:
+            raise SystemExit(f"unexpected migrations {reopened.migrations_applied_at_open}")
+        check_indexes(reopened)
+    finally:
+        reopened.close()
+    return seconds
+
+
 def file_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
 
@@ -511,10 +597,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--cache-kib", type=int, default=DEFAULT_CACHE_KIB)
     parser.add_argument("--dir", type=Path, default=None, help="work dir (default: temp)")
+    parser.add_argument(
+        "--no-migration",
+        dest="migration",
+        action="store_false",
+        help="skip timing the repair of a pre-version-5 replica at open",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="crmsync-bench-", dir=args.dir))
     cache = args.cache_kib
     rows: list[dict[str, Any]] = []
+    check_records(args.records)
     try:
         # 1. Bootstrap of a fresh replica (server snapshot order), ours vs raw, median of runs.
         rates: dict[str, list[tuple[float, float]]] = {"ours": [], "same table": []}
@@ -584,15 +677,22 @@ def main() -> None:
         ]
         cities = [rnd.choice(COUNTRIES[cc]["cities"]) for cc in rnd.choices(COUNTRY_CODES, k=1000)]
 
+        check_indexes(db)
+        store = LocalStore(db, DeviceClock(db, "bench"))
+
         def contacts_of(account_id: str) -> Any:
-            return db.find_records("contact", "_parentcustomerid_value", account_id)
+            return db.find_records("contact", "parentcustomerid", account_id)
 
         def accounts_in(city: str) -> Any:
             return db.find_records("account", "address1_city", city, limit=50)
 
+        def contacts_page(account_id: str) -> Any:
+            return store.query("contact", {"parentcustomerid": account_id}, limit=50)
+
         for label, fn, fn_args in (
             ("contacts of an account", contacts_of, account_ids),
             ("50 accounts of a city", accounts_in, cities),
+            ("  LocalStore.query page of an account's contacts", contacts_page, account_ids),
         ):
             time_calls(fn, fn_args[:100])
             timed = [time_calls(fn, fn_args) for _ in range(args.runs)]
@@ -601,8 +701,11 @@ def main() -> None:
                 p50 = statistics.median(percentile(t[index], 50) for t in timed)
                 rows.append(_row(f"{label} p99 ms ({clock}; p50 {p50:.2f})", p99, goal="< 5"))
         size = file_size(path)
-        db.close()
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if args.migration:
+            seconds = time_migration(db, path, cache)
+            rows.append(_row("open + migration 5 (field index repair) s", seconds))
+        db.close()
         rows.append(_row("peak RSS MiB (whole benchmark process)", peak_kib / 1024))
         rows.append(_row("replica size MiB (db + wal + key)", size / 2**20))
         rows.append(_row(f"queries with no hit (of {len(queries)})", empty))
