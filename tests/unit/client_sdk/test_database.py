@@ -405,15 +405,21 @@ def test_purge_removes_records(local_db: LocalDatabase) -> None:
     assert local_db.count_records() == 1
 
 
+MALFORMED = [
+    LocalRecord(entity="Account!", id="x", version=1),
+    LocalRecord(entity="account", id="", version=1),
+    LocalRecord(entity="account", id="x", version=-1),
+    LocalRecord(entity="account", id="x", version=True),
+    LocalRecord(entity="account", id="x", version=1, fields=["not", "a", "dict"]),  # type: ignore[arg-type]
+    LocalRecord(entity="account", id="x", version=1, fields={"when": object()}),
+]
+"""Records no write may take: a bad entity, id or version, fields that are not JSON values."""
+
+
 @pytest.mark.parametrize(
     "bad",
     [
-        LocalRecord(entity="Account!", id="x", version=1),
-        LocalRecord(entity="account", id="", version=1),
-        LocalRecord(entity="account", id="x", version=-1),
-        LocalRecord(entity="account", id="x", version=True),
-        LocalRecord(entity="account", id="x", version=1, fields=["not", "a", "dict"]),  # type: ignore[arg-type]
-        LocalRecord(entity="account", id="x", version=1, fields={"when": object()}),
+        *MALFORMED,
         {"entity": "account", "id": "x", "version": 1},
     ],
 )
@@ -635,12 +641,7 @@ def test_prepared_fields_are_the_canonical_json_that_checksums_hash() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        LocalRecord(entity="Account!", id="x", version=1),
-        LocalRecord(entity="account", id="", version=1),
-        LocalRecord(entity="account", id="x", version=-1),
-        LocalRecord(entity="account", id="x", version=True),
-        LocalRecord(entity="account", id="x", version=1, fields=["not", "a", "dict"]),  # type: ignore[arg-type]
-        LocalRecord(entity="account", id="x", version=1, fields={"when": object()}),
+        *MALFORMED,
         LocalRecord(entity="account", id="x", version=1, fields={"s": "\ud800"}),
         LocalRecord(entity="account", id="x", version=1, deleted=True),
         LocalRecord(entity="account", id="ok", version=2),  # the same key twice

@@ -188,14 +188,8 @@ async def test_audience_list_containing_ours_is_accepted(
     assert (await verifier.verify(token))["sub"]
 
 
-async def test_a_verified_token_is_reused_without_a_second_signature_check(
-    signer: DevSigner, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    now = [time.time()]
-    keys = KeySetCache(StaticKeySetSource(signer.jwks()))
-    verifier = TokenVerifier(
-        keys, issuer=signer.issuer, audience=signer.audience, cache_s=60, clock=lambda: now[0]
-    )
+def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Count the full JOSE checks: the tokens ``jwt.decode`` is called with, in order."""
     checks: list[str] = []
     real = jwt.decode
 
@@ -204,6 +198,18 @@ async def test_a_verified_token_is_reused_without_a_second_signature_check(
         return real(token, *args, **kwargs)
 
     monkeypatch.setattr("backend.auth.tokens.jwt.decode", counting)
+    return checks
+
+
+async def test_a_verified_token_is_reused_without_a_second_signature_check(
+    signer: DevSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [time.time()]
+    keys = KeySetCache(StaticKeySetSource(signer.jwks()))
+    verifier = TokenVerifier(
+        keys, issuer=signer.issuer, audience=signer.audience, cache_s=60, clock=lambda: now[0]
+    )
+    checks = signature_checks(monkeypatch)
     token = signer.issue("sales_rep", ttl_s=600)
 
     first = await verifier.verify(token)
@@ -233,14 +239,7 @@ async def test_a_cached_token_is_never_served_past_its_exp(
         cache_s=3600,
         clock=lambda: now[0],
     )
-    checks: list[str] = []
-    real = jwt.decode
-
-    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
-        checks.append(token)
-        return real(token, *args, **kwargs)
-
-    monkeypatch.setattr("backend.auth.tokens.jwt.decode", counting)
+    checks = signature_checks(monkeypatch)
     token = signer.sign(_claims(signer, exp=int(now[0]) + 100))
     await verifier.verify(token)
     now[0] += 100  # within exp + leeway: still cached
