@@ -66,7 +66,7 @@ DeadLetterPublisher = Callable[[str, bytes, dict[str, str]], Awaitable[object]]
 """Publishes a dead letter: (subject, data, headers)."""
 
 _TRANSIENT_BACKOFF_S = 0.5
-_TOP_UP_WAIT_S = 0.002
+_TOP_UP_WAIT_S = 0.005
 _MAX_ERROR_HEADER = 500
 
 

@@ -385,8 +385,12 @@ async def test_worker_killed_mid_batch_gets_its_messages_redelivered(
     seqs = await _publish_n(broker, 4)
     ack_wait = 1.0
     proc, held = await _crash_worker_holding(nats_server.url, batch=4, ack_wait=ack_wait)
-    assert held == seqs  # the whole batch is in the dying worker
-    await _sigkill(proc)
+    # The dying worker holds the batch it fetched: the first message and what else was
+    # ready right then (all four, unless the machine is slow).
+    try:
+        assert held and set(held) <= set(seqs)
+    finally:
+        await _sigkill(proc)
     assert proc.returncode == -signal.SIGKILL
 
     redelivered: list[Delivery] = []
@@ -408,7 +412,7 @@ async def test_worker_killed_mid_batch_gets_its_messages_redelivered(
         fetch_wait=0.3,
     )
     assert sorted(d.stream_seq for d in redelivered) == seqs
-    assert all(d.num_delivered >= 2 for d in redelivered)
+    assert all(d.num_delivered >= 2 for d in redelivered if d.stream_seq in held)
 
     async def settled() -> bool:
         s = await broker.consumer_state(CHANGESETS_STREAM, "applier")
@@ -508,6 +512,8 @@ async def test_message_that_kills_every_worker_is_dead_lettered_from_the_advisor
     proc, held = await _crash_worker_holding(
         nats_server.url, batch=1, ack_wait=ack_wait, max_deliver=max_deliver
     )
+    if held != [seq]:
+        await _sigkill(proc)
     assert held == [seq]
     survivor_stats = ConsumeStats()
     stop = asyncio.Event()
