@@ -141,6 +141,41 @@ class PreparedRecords:
     count: int
 
 
+def _encoded(
+    entity: str,
+    id_: Any,
+    version: Any,
+    seq: Any,
+    fields: Any,
+    channels: Sequence[str],
+    channel_cache: dict[tuple[str, ...], str],
+) -> tuple[bytes, str]:
+    """A record's fields as stored (canonical JSON) and its channels as JSON, once checked.
+
+    ``channel_cache`` keeps the JSON of channel lists already seen in the batch: records
+    share few of them.
+
+    Raises:
+        InvalidRecordError: A bad id, version or sequence, or fields that are not a dict
+            of JSON values.
+    """
+    if not isinstance(id_, str) or not id_:
+        raise InvalidRecordError(f"record id must be a non-empty string: {id_!r}")
+    if type(version) is not int or version < 0 or type(seq) is not int:
+        raise InvalidRecordError(f"bad version/seq on {entity}/{id_}")
+    if not isinstance(fields, dict):
+        raise InvalidRecordError(f"fields of {entity}/{id_} must be a dict")
+    try:
+        encoded = _fields_encoder.encode(fields)
+        key = channels if type(channels) is tuple else tuple(channels)
+        channels_json = channel_cache.get(key)
+        if channels_json is None:
+            channels_json = channel_cache[key] = _json_encoder.encode(key).decode()
+    except (TypeError, UnicodeError, msgspec.EncodeError) as e:
+        raise InvalidRecordError(f"cannot encode {entity}/{id_}: {e}") from e
+    return encoded, channels_json
+
+
 def prepare_records(records: Iterable[RecordLike]) -> PreparedRecords:
     """Validate and encode records that are not stored yet (a bootstrap's batches).
 
@@ -155,7 +190,7 @@ def prepare_records(records: Iterable[RecordLike]) -> PreparedRecords:
     seen: dict[str, set[str]] = {}
     fields_json: list[bytes] = []
     channel_cache: dict[tuple[str, ...], str] = {}
-    encode, encode_fields, raw = _json_encoder.encode, _fields_encoder.encode, msgspec.Raw
+    encode, raw = _json_encoder.encode, msgspec.Raw
     for r in records:
         entity, id_, version, seq, fields, channels = (
             r.entity,
@@ -173,25 +208,14 @@ def prepare_records(records: Iterable[RecordLike]) -> PreparedRecords:
             ids = seen[entity] = set()
         else:
             build, ids = builders[entity], seen[entity]
-        if not isinstance(id_, str) or not id_:
-            raise InvalidRecordError(f"record id must be a non-empty string: {id_!r}")
-        if type(version) is not int or version < 0 or type(seq) is not int:
-            raise InvalidRecordError(f"bad version/seq on {entity}/{id_}")
-        if not isinstance(fields, dict):
-            raise InvalidRecordError(f"fields of {entity}/{id_} must be a dict")
+        encoded, channels_json = _encoded(
+            entity, id_, version, seq, fields, channels, channel_cache
+        )
         if r.deleted:
             raise InvalidRecordError(f"{entity}/{id_} is a tombstone, not a new record")
         if id_ in ids:
             raise InvalidRecordError(f"{entity}/{id_} appears twice")
         ids.add(id_)
-        try:
-            encoded = encode_fields(fields)
-            channel_key = channels if type(channels) is tuple else tuple(channels)
-            channels_json = channel_cache.get(channel_key)
-            if channels_json is None:
-                channels_json = channel_cache[channel_key] = encode(channel_key).decode()
-        except (TypeError, UnicodeError, msgspec.EncodeError) as e:
-            raise InvalidRecordError(f"cannot encode {entity}/{id_}: {e}") from e
         fields_json.append(encoded)
         rows, documents = group
         rows.append((id_, version, seq, raw(encoded), channels_json))
@@ -984,23 +1008,11 @@ class LocalDatabase:
         record_rows = []
         proposed: list[int] = []
         channel_cache: dict[tuple[str, ...], str] = {}
-        encode = _json_encoder.encode
-        encode_fields = _fields_encoder.encode
         for r in batch:
-            if not isinstance(r.id, str) or not r.id:
-                raise InvalidRecordError(f"record id must be a non-empty string: {r.id!r}")
-            if type(r.version) is not int or r.version < 0 or type(r.seq) is not int:
-                raise InvalidRecordError(f"bad version/seq on {r.entity}/{r.id}")
-            if not isinstance(r.fields, dict):
-                raise InvalidRecordError(f"fields of {r.entity}/{r.id} must be a dict")
-            try:
-                fields_json = encode_fields(r.fields).decode()
-                channel_key = r.channels if type(r.channels) is tuple else tuple(r.channels)
-                channels = channel_cache.get(channel_key)
-                if channels is None:
-                    channels = channel_cache[channel_key] = encode(channel_key).decode()
-            except (TypeError, msgspec.EncodeError) as e:
-                raise InvalidRecordError(f"cannot encode {r.entity}/{r.id}: {e}") from e
+            encoded, channels = _encoded(
+                r.entity, r.id, r.version, r.seq, r.fields, r.channels, channel_cache
+            )
+            fields_json = encoded.decode()
             doc = next_doc[r.entity]
             next_doc[r.entity] = doc + 1
             proposed.append(doc)
