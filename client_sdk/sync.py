@@ -40,7 +40,6 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import hashlib
 import itertools
 import logging
 import random
@@ -83,7 +82,7 @@ from client_sdk.local import LocalStore
 from client_sdk.outbox import OUTBOX_MIGRATIONS, Outbox, OutboxEntry
 from client_sdk.transport import ChangesetRefusedError, Transport
 from sync_protocol.changesets import ChangesetResult, MutationResult, PushRequest
-from sync_protocol.checksum import ChannelChecksum, record_hash
+from sync_protocol.checksum import ChannelChecksum, encoded_record_hash, record_hash
 from sync_protocol.hlc import HLC
 from sync_protocol.pull import BootstrapBatch, Removal
 from sync_protocol.records import RecordChange
@@ -125,18 +124,6 @@ _book_decoder = msgspec.json.Decoder(list[tuple[str, int, int]])
 
 
 # --- checksums -----------------------------------------------------------------------
-
-
-def canonical_record_hash(entity: str, id_: str, version: int, fields_json: bytes) -> int:
-    """:func:`sync_protocol.checksum.record_hash` of a record whose fields are already
-    encoded canonically (keys sorted: ``PreparedRecords.fields_json``), without
-    encoding them again. Equal to ``record_hash`` by construction (and by test)."""
-    digest = hashlib.blake2b(
-        b"%b\x00%b\x00%b%b"
-        % (entity.encode(), id_.encode(), version.to_bytes(8, "little"), fields_json),
-        digest_size=8,
-    ).digest()
-    return int.from_bytes(digest, "little")
 
 
 class ChecksumDeltas:
@@ -564,7 +551,7 @@ def prepare_snapshot_batch(batch: BootstrapBatch) -> PreparedSnapshotBatch:
         else:
             add = deltas.add
             for r, fields_json in zip(alive, live.fields_json, strict=True):
-                add(r.channels, canonical_record_hash(r.entity, r.id, r.version, fields_json))
+                add(r.channels, encoded_record_hash(r.entity, r.id, r.version, fields_json))
     return PreparedSnapshotBatch(
         ordered=ordered,
         first_key=keys[0] if keys else None,
@@ -1176,6 +1163,5 @@ __all__ = [
     "SyncConfig",
     "SyncEngine",
     "backoff_delay",
-    "canonical_record_hash",
     "prepare_snapshot_batch",
 ]

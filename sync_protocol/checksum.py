@@ -21,14 +21,18 @@ _encode = msgspec.json.Encoder(order="sorted").encode
 
 def record_hash(entity: str, id: str, version: int, fields: Mapping[str, Any]) -> int:
     """64-bit hash of one live record's synced content."""
-    h = hashlib.blake2b(digest_size=8)
-    h.update(entity.encode())
-    h.update(b"\x00")
-    h.update(id.encode())
-    h.update(b"\x00")
-    h.update(version.to_bytes(8, "little", signed=False))
-    h.update(_encode(fields))
-    return int.from_bytes(h.digest(), "little")
+    return encoded_record_hash(entity, id, version, _encode(fields))
+
+
+def encoded_record_hash(entity: str, id: str, version: int, fields_json: bytes) -> int:
+    """:func:`record_hash` of a record whose fields are already canonical JSON (keys
+    sorted, as a replica stores them), without encoding them again."""
+    digest = hashlib.blake2b(
+        b"%b\x00%b\x00%b%b"
+        % (entity.encode(), id.encode(), version.to_bytes(8, "little"), fields_json),
+        digest_size=8,
+    ).digest()
+    return int.from_bytes(digest, "little")
 
 
 class ChannelChecksum(msgspec.Struct, array_like=True, frozen=True, gc=False):
