@@ -394,22 +394,20 @@ def outbound_messages(
     (the stream's message size limit, with room to spare). Deterministic, so a replay
     publishes the same ids and JetStream drops them as duplicates.
     """
-    chunks: list[list[OutboundChange]] = []
+    chunks: list[bytes] = []
 
     def split(part: list[OutboundChange]) -> None:
-        if len(part) > 1 and len(encode(OutboundBatch(changes=part))) > max_bytes:
+        data = encode(OutboundBatch(changes=part))
+        if len(part) > 1 and len(data) > max_bytes:
             half = len(part) // 2
             split(part[:half])
             split(part[half:])
         else:
-            chunks.append(part)
+            chunks.append(data)
 
     if changes:
         split(changes)
-    return [
-        (f"{changeset_id}/out/{n}", encode(OutboundBatch(changes=chunk)))
-        for n, chunk in enumerate(chunks)
-    ]
+    return [(f"{changeset_id}/out/{n}", data) for n, data in enumerate(chunks)]
 
 
 @dataclass(frozen=True, slots=True)
