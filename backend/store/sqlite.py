@@ -546,7 +546,9 @@ class SqliteRecordStore(RecordStore):
                     del self._chan_new[created:]
                     outcomes[i] = e
                 conn.execute("RELEASE batch")
-        return [o for o in outcomes if o is not None]
+        done = [o for o in outcomes if o is not None]
+        assert len(done) == len(batches)  # every batch was committed or refused
+        return done
 
     def _prepare(self, batch: WriteBatch) -> _Prepared:
         """Encoding and hashing of a batch: no lock needed, so done before taking it."""
