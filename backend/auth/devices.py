@@ -156,6 +156,44 @@ class DeviceRegistry:
     async def _put(self, entry: DeviceEntry) -> None:
         await self.store.put_state(DEVICE_PREFIX + entry.device_id, _encode(entry))
 
+    async def _entry_and_revocation(
+        self, device_id: str
+    ) -> tuple[DeviceEntry | None, Revocation | None]:
+        """A device's entry and revocation in one store read (every sync request needs both)."""
+        entry_key, revoked_key = DEVICE_PREFIX + device_id, REVOKED_PREFIX + device_id
+        found = await self.store.get_states([entry_key, revoked_key])
+        raw_entry, raw_revocation = found.get(entry_key), found.get(revoked_key)
+        return (
+            _entry_decoder.decode(raw_entry) if raw_entry is not None else None,
+            _revocation_decoder.decode(raw_revocation) if raw_revocation is not None else None,
+        )
+
+    async def _save(
+        self,
+        device_id: str,
+        principal: Principal,
+        entry: DeviceEntry | None,
+        name: str = "",
+        platform: str = "",
+        app_version: str = "",
+    ) -> DeviceEntry:
+        """Write the caller's (new or updated) entry, seen now."""
+        now = self.clock()
+        if entry is None:
+            entry = DeviceEntry(
+                device_id=device_id,
+                user=principal.user,
+                profile=principal.profile,
+                registered_ms=now,
+            )
+        entry.profile = principal.profile
+        entry.name = name[:100] or entry.name
+        entry.platform = platform[:40] or entry.platform
+        entry.app_version = app_version[:40] or entry.app_version
+        entry.last_seen_ms = now
+        await self._put(entry)
+        return entry
+
     async def register(
         self,
         device_id: str,
@@ -174,26 +212,12 @@ class DeviceRegistry:
                 registers under a new id).
         """
         check_device_id(device_id)
-        entry = await self.get(device_id)
+        entry, revocation = await self._entry_and_revocation(device_id)
         if entry is not None and entry.user != principal.user:
             raise DeviceNotRegisteredError("device is bound to another user")
-        if await self.revocation(device_id) is not None:
+        if revocation is not None:
             raise DeviceRevokedError("device revoked")
-        now = self.clock()
-        if entry is None:
-            entry = DeviceEntry(
-                device_id=device_id,
-                user=principal.user,
-                profile=principal.profile,
-                registered_ms=now,
-            )
-        entry.profile = principal.profile
-        entry.name = name[:100] or entry.name
-        entry.platform = platform[:40] or entry.platform
-        entry.app_version = app_version[:40] or entry.app_version
-        entry.last_seen_ms = now
-        await self._put(entry)
-        return entry
+        return await self._save(device_id, principal, entry, name, platform, app_version)
 
     async def check(self, device_id: str, principal: Principal) -> DeviceEntry:
         """The caller's device for a sync request, registering it if allowed.
@@ -205,20 +229,16 @@ class DeviceRegistry:
             DeviceRevokedError: revoked: the response tells the device to wipe.
         """
         check_device_id(device_id)
-        # The entry and its revocation in one read: this runs on every sync request.
-        found = await self.store.get_states([DEVICE_PREFIX + device_id, REVOKED_PREFIX + device_id])
-        raw = found.get(DEVICE_PREFIX + device_id)
-        entry = _entry_decoder.decode(raw) if raw is not None else None
-        revoked = REVOKED_PREFIX + device_id in found
+        entry, revocation = await self._entry_and_revocation(device_id)
         if entry is None:
             if not self.auto_register:
                 raise DeviceNotRegisteredError("device not registered")
-            if revoked:
+            if revocation is not None:
                 raise DeviceRevokedError("device revoked")
-            return await self.register(device_id, principal)
+            return await self._save(device_id, principal, None)
         if entry.user != principal.user:
             raise DeviceNotRegisteredError("device is bound to another user")
-        if revoked:
+        if revocation is not None:
             raise DeviceRevokedError("device revoked")
         now = self.clock()
         if now - entry.last_seen_ms >= self.touch_interval_ms:
@@ -242,10 +262,9 @@ class DeviceRegistry:
             DeviceNotRegisteredError: no such device (or not the owner's).
         """
         check_device_id(device_id)
-        entry = await self.get(device_id)
+        entry, revocation = await self._entry_and_revocation(device_id)
         if entry is None or (owner is not None and entry.user != owner):
             raise DeviceNotRegisteredError("no such device")
-        revocation = await self.revocation(device_id)
         if revocation is None:
             revocation = Revocation(
                 device_id=device_id, revoked_ms=self.clock(), revoked_by=by, reason=reason[:200]
