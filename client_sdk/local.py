@@ -179,8 +179,7 @@ class DeviceClock:
 
     def observe(self, conn: Connection, remote: HLC | None) -> None:
         """Move past a timestamp received from the server (persisted in ``conn``'s txn)."""
-        if remote is not None and remote > self._clock.last:
-            self._clock.observe(remote)
+        if self.advance(remote):
             self._store(conn, self._clock.last)
 
     def advance(self, remote: HLC | None) -> dict[str, str]:
