@@ -20,8 +20,12 @@ One sync cycle (:meth:`SyncEngine.sync`):
    re-bootstraps the scope (a *repair*).
 
 ``action: "resync"`` (or ``checkpoint_too_old``) re-bootstraps the scope while keeping
-the outbox: snapshot batches arrive in ``(entity, id)`` order, so any local record inside
-a batch's key range that the batch does not contain is a ghost and is purged. ``action:
+the outbox: every key the snapshot delivers is noted in ``snapshot_seen`` (with its batch),
+and when the last batch commits, any local record the snapshot did not deliver is a ghost
+and is purged, in the same transaction. Snapshot batches come in the server's sequence
+order, not key order, and a record changed while the snapshot streams may come twice
+(the later copy wins by version). A first bootstrap into an empty replica needs none of
+this: its batches are plain bulk inserts. ``action:
 "wipe"`` (or ``device_revoked``) crypto-shreds the replica through
 :meth:`LocalDatabase.wipe` and emits :class:`ReplicaWiped`.
 
@@ -40,7 +44,6 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import itertools
 import logging
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -62,6 +65,7 @@ from client_sdk.errors import (
     InvalidRecordError,
     LocalDatabaseError,
     MalformedResponseError,
+    RecordExistsError,
     RequestRejectedError,
     SyncError,
     SyncStoppedError,
@@ -93,7 +97,9 @@ _log = logging.getLogger(__name__)
 CHECKPOINT_KEY: Final = "sync.checkpoint"
 BOOT_ACTIVE_KEY: Final = "bootstrap.reason"
 BOOT_RESUME_KEY: Final = "bootstrap.resume"
-BOOT_LAST_KEY: Final = "bootstrap.last_key"
+BOOT_MODE_KEY: Final = "bootstrap.mode"
+"""``fresh``: the replica was empty when the snapshot began (batches are bulk inserts);
+``resync``: it was not (delivered keys are noted and the rest purged at the end)."""
 BOOT_COUNT_KEY: Final = "bootstrap.records"
 
 _MASK: Final = (1 << 64) - 1
@@ -111,6 +117,17 @@ SYNC_MIGRATIONS: Final[tuple[Migration, ...]] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        version=111,
+        name="snapshot_seen",
+        statements=(
+            """CREATE TABLE snapshot_seen(
+                entity TEXT NOT NULL,
+                id TEXT NOT NULL,
+                PRIMARY KEY (entity, id)
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 
 REPLICA_MIGRATIONS: Final[tuple[Migration, ...]] = (*OUTBOX_MIGRATIONS, *SYNC_MIGRATIONS)
@@ -119,7 +136,6 @@ REPLICA_MIGRATIONS: Final[tuple[Migration, ...]] = (*OUTBOX_MIGRATIONS, *SYNC_MI
 _encode = msgspec.json.Encoder().encode
 _fields_decoder = msgspec.json.Decoder(dict[str, Any])
 _channels_decoder = msgspec.json.Decoder(tuple[str, ...])
-_key_decoder = msgspec.json.Decoder(tuple[str, str])
 _book_decoder = msgspec.json.Decoder(list[tuple[str, int, int]])
 
 
@@ -449,64 +465,51 @@ class ReplicaWriter:
         self,
         conn: Connection,
         batch: BootstrapBatch,
-        last_key: tuple[str, str] | None,
+        mode: str,
         deltas: ChecksumDeltas,
         prepared: PreparedSnapshotBatch | None = None,
-    ) -> tuple[str, str] | None:
-        """Write one snapshot batch and purge the ghosts in the key range it covers.
+    ) -> None:
+        """Write one snapshot batch; after the last one of a resync, purge the ghosts.
 
         Args:
-            last_key: the last ``(entity, id)`` of the previous batch (None: first batch,
-                or ghost purging was given up because the stream was not in key order).
+            mode: ``fresh`` (the replica was empty when the snapshot began) or ``resync``
+                (see :data:`BOOT_MODE_KEY`).
             prepared: ``prepare_snapshot_batch(batch)``, if it was computed beforehand.
-
-        Returns:
-            The ``last_key`` for the next batch.
         """
         if prepared is None:
             prepared = prepare_snapshot_batch(batch)
-        first = prepared.first_key
-        if not prepared.ordered or (
-            first is not None and last_key is not None and first <= last_key
-        ):
-            _log.warning("snapshot batch out of key order: ghosts are left to the checksums")
-            self.apply_changes(conn, batch.records, deltas)
-            keys = [(r.entity, r.id) for r in batch.records]
-            return max(keys) if keys else last_key
-        high = None if batch.done else (prepared.last_key or last_key)
-        stored = self._stored_keys(conn, last_key, high)
-        if stored:
-            batch_keys = {(r.entity, r.id) for r in batch.records}
+        if mode == "fresh":
+            if prepared.error is not None:
+                raise prepared.error  # a malformed record: nothing of the batch is written
+            if prepared.live is not None:
+                conn.execute("SAVEPOINT snapshot_batch")
+                try:
+                    self.db.insert_prepared(prepared.live)
+                except RecordExistsError:
+                    # A record changed while the snapshot streamed comes again (or the
+                    # app created one meanwhile): this batch takes the general path.
+                    conn.execute("ROLLBACK TO snapshot_batch")
+                    self.apply_changes(conn, batch.records, deltas)
+                else:
+                    deltas.merge(prepared.deltas)
+                conn.execute("RELEASE snapshot_batch")
+            return
+        self.apply_changes(conn, batch.records, deltas)
+        conn.executemany(
+            "INSERT OR IGNORE INTO snapshot_seen(entity, id) VALUES (?, ?)",
+            [(r.entity, r.id) for r in batch.records],
+        )
+        if batch.done:
             ghosts = [
                 Removal(entity=e, id=i, reason="scope")
-                for e, i in stored
-                if (e, i) not in batch_keys
+                for e, i in conn.execute(
+                    "SELECT entity, id FROM records AS r WHERE NOT EXISTS (SELECT 1 FROM"
+                    " snapshot_seen AS s WHERE s.entity = r.entity AND s.id = r.id)"
+                ).fetchall()
             ]
             if ghosts:
                 self.apply_removals(conn, ghosts, deltas)
-            self.apply_changes(conn, batch.records, deltas)
-        elif prepared.error is not None:
-            raise prepared.error  # a malformed record: nothing of the batch is written
-        elif prepared.live is not None:
-            # Nothing stored in the batch's key range (a first bootstrap): plain inserts,
-            # encoded and hashed beforehand.
-            self.db.insert_prepared(prepared.live)
-            deltas.merge(prepared.deltas)
-        return prepared.last_key or last_key
-
-    @staticmethod
-    def _stored_keys(
-        conn: Connection, low: tuple[str, str] | None, high: tuple[str, str] | None
-    ) -> list[tuple[str, str]]:
-        """Stored records with ``low < (entity, id) <= high`` (``None``: unbounded)."""
-        if high is not None and low is not None and high <= low:
-            return []
-        sql = "SELECT entity, id FROM records WHERE (entity, id) > (?, ?)"
-        params: list[str] = list(low or ("", ""))
-        if high is not None:
-            sql += " AND (entity, id) <= (?, ?)"
-            params += list(high)
-        return [(e, i) for e, i in conn.execute(sql, params)]
+            conn.execute("DELETE FROM snapshot_seen")
 
 
 @dataclass(frozen=True, slots=True)
@@ -515,19 +518,13 @@ class PreparedSnapshotBatch:
     batch is being written.
 
     Attributes:
-        ordered: the batch's keys strictly increase.
-        first_key / last_key: its first and last ``(entity, id)`` (None: empty batch).
         max_clock: the greatest record clock, for the device's HLC.
-        live: its live records, validated and encoded; None when the batch is out of
-            order (the general path then handles it) or malformed.
+        live: its live records, validated and encoded; None when malformed.
         deltas: what ``live`` adds to the checksum book.
         error: why ``live`` could not be prepared (raised when the batch is written
-            into an empty key range; elsewhere the general path reports it).
+            into a fresh replica; a resync's general path reports it itself).
     """
 
-    ordered: bool
-    first_key: tuple[str, str] | None
-    last_key: tuple[str, str] | None
     max_clock: HLC | None
     live: PreparedRecords | None
     deltas: ChecksumDeltas
@@ -535,27 +532,21 @@ class PreparedSnapshotBatch:
 
 
 def prepare_snapshot_batch(batch: BootstrapBatch) -> PreparedSnapshotBatch:
-    """Check the order, encode, index and hash a snapshot batch (no database access)."""
+    """Validate, encode, index and hash a snapshot batch (no database access)."""
     records = batch.records
-    keys = [(r.entity, r.id) for r in records]
-    ordered = all(a < b for a, b in itertools.pairwise(keys))
     deltas = ChecksumDeltas()
     live: PreparedRecords | None = None
     error: InvalidRecordError | None = None
-    if ordered:
-        alive = [r for r in records if not r.deleted]
-        try:
-            live = prepare_records(alive)
-        except InvalidRecordError as e:
-            error = e
-        else:
-            add = deltas.add
-            for r, fields_json in zip(alive, live.fields_json, strict=True):
-                add(r.channels, encoded_record_hash(r.entity, r.id, r.version, fields_json))
+    alive = [r for r in records if not r.deleted]
+    try:
+        live = prepare_records(alive)
+    except InvalidRecordError as e:
+        error = e
+    else:
+        add = deltas.add
+        for r, fields_json in zip(alive, live.fields_json, strict=True):
+            add(r.channels, encoded_record_hash(r.entity, r.id, r.version, fields_json))
     return PreparedSnapshotBatch(
-        ordered=ordered,
-        first_key=keys[0] if keys else None,
-        last_key=keys[-1] if keys else None,
         max_clock=_max_clock(records),
         live=live,
         deltas=deltas,
@@ -611,7 +602,7 @@ def _max_clock(changes: Iterable[RecordChange]) -> HLC | None:
 class _SnapshotCursor:
     """How far the snapshot being applied has got (committed batches only)."""
 
-    last_key: tuple[str, str] | None
+    mode: str
     count: int
 
 
@@ -903,15 +894,8 @@ class SyncEngine:
         """Stream a snapshot of the scope into the replica (resuming an interrupted one)."""
         if not self._state(BOOT_ACTIVE_KEY):
             with self.store.transaction() as conn:
-                _set_states(
-                    conn,
-                    {
-                        BOOT_ACTIVE_KEY: reason,
-                        BOOT_RESUME_KEY: None,
-                        BOOT_LAST_KEY: None,
-                        BOOT_COUNT_KEY: 0,
-                    },
-                )
+                _set_states(conn, {BOOT_ACTIVE_KEY: reason, BOOT_COUNT_KEY: 0})
+                self._begin_snapshot(conn)
             if reason != "initial":
                 self.events.emit(ResyncStarted(reason))
         phase: Phase = "bootstrap" if reason == "initial" else "resync"
@@ -922,13 +906,21 @@ class SyncEngine:
                     return
             except RequestRejectedError as e:
                 # A resume token the server no longer accepts (the scope changed, or it
-                # expired): start the snapshot again; ghosts are purged as it goes.
+                # expired): start the snapshot again; ghosts are purged at its end.
                 if attempt == 0 and resume and e.server_code in ("invalid_checkpoint", ""):
                     with self.store.transaction() as conn:
-                        _set_states(conn, {BOOT_RESUME_KEY: None, BOOT_LAST_KEY: None})
+                        self._begin_snapshot(conn)
                     continue
                 raise
             raise MalformedResponseError("the bootstrap stream ended before its last batch")
+
+    @staticmethod
+    def _begin_snapshot(conn: Connection) -> None:
+        """Start a snapshot from its first batch: no resume token, nothing noted as seen,
+        and the mode the replica's contents call for."""
+        empty = conn.execute("SELECT 1 FROM records LIMIT 1").fetchone() is None
+        conn.execute("DELETE FROM snapshot_seen")
+        _set_states(conn, {BOOT_RESUME_KEY: None, BOOT_MODE_KEY: "fresh" if empty else "resync"})
 
     async def _stream_snapshot(self, resume: str | None, phase: Phase) -> bool:
         """Apply the snapshot's batches as they arrive; True once the last one committed.
@@ -942,9 +934,10 @@ class SyncEngine:
         behind the loop. One batch is written at a time, in order; at most two are in
         memory, each with its encoded form.
         """
-        last_raw = self._state(BOOT_LAST_KEY)
+        # A snapshot begun by an SDK without modes: the safe one.
+        mode = self._state(BOOT_MODE_KEY)
         cursor = _SnapshotCursor(
-            last_key=_key_decoder.decode(last_raw) if isinstance(last_raw, str) else None,
+            mode=mode if mode in ("fresh", "resync") else "resync",
             count=int(self._state(BOOT_COUNT_KEY) or 0),
         )
         writing: asyncio.Future[int] | None = None
@@ -983,7 +976,7 @@ class SyncEngine:
         """One snapshot batch, its resume token and the checksum book, in one transaction."""
         deltas = ChecksumDeltas()
         with self.store.transaction() as conn:
-            last_key = self.writer.apply_snapshot(conn, batch, cursor.last_key, deltas, prepared)
+            self.writer.apply_snapshot(conn, batch, cursor.mode, deltas, prepared)
             ChecksumBook.commit(conn, deltas)
             count = cursor.count + len(batch.records)
             states: dict[str, str | int | None]
@@ -992,19 +985,18 @@ class SyncEngine:
                     CHECKPOINT_KEY: batch.checkpoint,
                     BOOT_ACTIVE_KEY: None,
                     BOOT_RESUME_KEY: None,
-                    BOOT_LAST_KEY: None,
+                    BOOT_MODE_KEY: None,
                     BOOT_COUNT_KEY: None,
                 }
             else:
                 states = {
                     BOOT_RESUME_KEY: batch.resume,
-                    BOOT_LAST_KEY: _encode(last_key).decode() if last_key else None,
                     BOOT_COUNT_KEY: count,
                 }
             # The device clock moves past the batch's clocks in the same statement.
             states.update(self.store.clock.advance(prepared.max_clock))
             _set_states(conn, states)
-        cursor.last_key, cursor.count = last_key, count
+        cursor.count = count
         return count
 
     # --- wipe ------------------------------------------------------------------------

@@ -261,14 +261,15 @@ class Reconciler:
                 after = batch[-1].id
         if not channels:
             return
-        key: tuple[str, str] | None = (entity, "")
-        while key is not None:
-            batch = await self.store.scan(sorted(channels), key, _SCAN_PAGE)
+        after_seq = 0
+        while True:
+            batch = await self.store.scan(sorted(channels), after_seq, _SCAN_PAGE)
             for rec in batch:
-                if rec.entity != entity:
-                    return
-                yield rec
-            key = (batch[-1].entity, batch[-1].id) if len(batch) == _SCAN_PAGE else None
+                if rec.entity == entity:
+                    yield rec
+            if len(batch) < _SCAN_PAGE:
+                return
+            after_seq = batch[-1].seq
 
 
 class _ChannelCover:

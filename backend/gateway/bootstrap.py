@@ -1,7 +1,7 @@
 """Bootstrap: a streamed, compressed, resumable snapshot of the caller's whole scope.
 
-The snapshot is read from the store in bounded batches ordered by ``(entity, id)`` and
-written as a sequence of frames, each one :class:`~sync_protocol.pull.BootstrapBatch`:
+The snapshot is read from the store in bounded batches, in sequence order, and written as
+a sequence of frames, each one :class:`~sync_protocol.pull.BootstrapBatch`:
 
 * ``application/vnd.crmsync.bootstrap+msgpack``: each frame is a 4-byte big-endian length
   followed by that many bytes of msgpack;
@@ -11,9 +11,11 @@ The stream is gzip-compressed on the fly (``Content-Encoding: gzip``) when the c
 accepts it, and flushed after every frame so the device can apply batches as they come.
 Only one batch is ever held in memory, whatever the size of the scope.
 
-Every frame carries a ``resume`` token (the last key sent, signed with the checkpoint key
-and bound to the user and the channel set): after a broken connection the client asks
-again with ``resume=<token>`` and the stream continues after that key. The last frame has
+Every frame carries a ``resume`` token (the sequence of the last record sent, signed with
+the checkpoint key and bound to the user and the channel set): after a broken connection
+the client asks again with ``resume=<token>`` and the stream continues after that
+sequence. A record written meanwhile has moved to a later sequence, so it is met again,
+never skipped. The last frame has
 ``done: true`` and a pull checkpoint at the head sequence captured *before* the first batch
 was read, so every change committed while the snapshot streamed arrives with the next pull
 (a record may arrive twice; versions make that harmless).
@@ -61,16 +63,14 @@ class BootstrapCursor(msgspec.Struct, array_like=True, frozen=True):
         user: the user it streams for.
         scope: scope hash of the channel set.
         head: the head sequence captured when the bootstrap began.
-        entity: entity of the last record sent (``""`` before the first).
-        id: id of the last record sent.
+        seq: sequence of the last record sent (0 before the first).
         sent: records sent so far.
     """
 
     user: str
     scope: int
     head: int
-    entity: str = ""
-    id: str = ""
+    seq: int = 0
     sent: int = 0
 
 
@@ -205,16 +205,14 @@ class SnapshotStreamer:
         channels = sorted(grants)
         cursor = plan.cursor
         while True:
-            after = (cursor.entity, cursor.id) if cursor.entity else None
-            records = await self.store.scan(channels, after, plan.batch) if channels else []
+            records = await self.store.scan(channels, cursor.seq, plan.batch) if channels else []
             if records:
                 last = records[-1]
                 cursor = BootstrapCursor(
                     user=cursor.user,
                     scope=cursor.scope,
                     head=cursor.head,
-                    entity=last.entity,
-                    id=last.id,
+                    seq=last.seq,
                     sent=cursor.sent + len(records),
                 )
             done = len(records) < plan.batch

@@ -92,10 +92,15 @@ class RecordStore(ABC):
 
     @abstractmethod
     async def scan(
-        self, channels: Collection[str], after: tuple[str, str] | None, limit: int = 1000
+        self, channels: Collection[str], after_seq: int = 0, limit: int = 1000
     ) -> list[Record]:
-        """Live records in ``channels`` ordered by ``(entity, id)`` after ``after``: the
-        snapshot a bootstrap streams, resumable by key."""
+        """Live records in ``channels`` with ``seq > after_seq``, in sequence order, each once:
+        the snapshot a bootstrap streams, resumable by the last record's ``seq``.
+
+        A record written while a scan is under way moves to a higher sequence, so a
+        resumed scan meets it again (if it is still live and in scope); nothing moves
+        backwards, so nothing is skipped.
+        """
 
     @abstractmethod
     async def head_seq(self) -> int:

@@ -8,7 +8,7 @@ Document model (see ``docs/store.md``):
   time the record left it) and ``feed`` (``channels`` plus the ``removed`` channels). The
   GSI ``crmsync_feed`` on ``(DISTINCT ARRAY c FOR c IN feed END, seq)`` is the change feed:
   a record appears once, at its latest sequence, in every channel it is in or recently
-  left. ``crmsync_members`` orders live members of a channel by ``(entity, id)`` for scans.
+  left. ``crmsync_members_by_seq`` orders live members of a channel by ``seq`` for scans.
 * ``meta``: ``seq`` (the sequence counter and its pending blocks), ``oldest`` (the oldest
   valid checkpoint) and ``chk::<channel>`` (per-channel checksums).
 * ``changesets``, ``conflicts``, ``audit``, ``state``, ``blobs``: one document each.
@@ -534,23 +534,39 @@ class CouchbaseRecordStore(RecordStore):
         return {c: (None if f is None else f[0]) for c, f in zip(channels, found, strict=True)}
 
     async def scan(
-        self, channels: Collection[str], after: tuple[str, str] | None, limit: int = 1000
+        self, channels: Collection[str], after_seq: int = 0, limit: int = 1000
     ) -> list[Record]:
-        """Live records in ``channels`` ordered by ``(entity, id)`` after ``after``."""
+        """Live records in ``channels`` with ``seq > after_seq``, in sequence order."""
         if limit < 1:
             raise InvalidRequestError("limit must be at least 1")
+        if after_seq < 0:
+            raise InvalidRequestError("after_seq must not be negative")
         wanted = sorted(set(channels))
         if not wanted:
             return []
-        start = list(after) if after is not None else ["", ""]
         with _translated():
             rows = await self._query(
                 "SELECT r.seq, r.data FROM `records` AS r"
                 " WHERE ANY c IN r.channels SATISFIES c IN $channels END"
-                " AND r.deleted = false AND [r.entity, r.id] > $after"
-                " ORDER BY r.entity, r.id LIMIT $limit",
+                " AND r.deleted = false AND r.seq > $after"
+                " ORDER BY r.seq LIMIT $limit",
                 channels=wanted,
-                after=start,
+                after=after_seq,
+                limit=limit,
+            )
+        return [_record(row) for row in rows]
+
+    async def scan_entity(self, entity: str, after_id: str | None, limit: int) -> list[Record]:
+        """Records of ``entity`` (tombstones included) with ``id > after_id``, by id."""
+        if limit < 1:
+            raise InvalidRequestError("limit must be at least 1")
+        with _translated():
+            rows = await self._query(
+                "SELECT r.seq, r.data FROM `records` AS r"
+                " WHERE r.entity = $entity AND r.id > $after"
+                " ORDER BY r.id LIMIT $limit",
+                entity=entity,
+                after=after_id or "",
                 limit=limit,
             )
         return [_record(row) for row in rows]

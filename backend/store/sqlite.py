@@ -10,13 +10,14 @@ the advisory lock. Reads run on a small pool of read connections in
 their own threads; WAL lets them (and other processes) read while one process writes,
 each read seeing one committed snapshot.
 
-Schema (see ``docs/store.md``): ``records`` holds each record once, as the msgpack of its
-:class:`~sync_protocol.records.Record` plus the indexed columns the store needs without
-decoding it; ``feed`` holds one row per ``(channel, record)`` with the sequence of the
-record's latest state in that channel (a live state or a removal), indexed by
-``(channel, seq)`` for the change feed and keyed by ``(channel, entity, id)`` for
-snapshots; ``channels`` maps channel names to small integers and holds the per-channel
-checksums. Migrations are numbered and tracked with ``PRAGMA user_version``.
+Schema (see ``docs/store.md``): ``records`` holds each record once, as its compact body
+(:mod:`backend.store.record_body`) plus the indexed columns the store needs without
+decoding it; ``feed`` is keyed by ``(channel, seq)``: one live row per channel a record is
+in, at the sequence of its latest state (moved on every write), and one removal row for
+each time it left a channel. New writes append to the end of each channel's key range, so
+a bulk load writes the feed sequentially; the change feed and bootstrap snapshots are both
+range reads of it. ``channels`` maps channel names to small integers and holds the
+per-channel checksums. Migrations are numbered and tracked with ``PRAGMA user_version``.
 """
 
 from __future__ import annotations
@@ -39,8 +40,7 @@ import msgspec
 
 from sync_protocol.changesets import ChangesetResult
 from sync_protocol.checksum import EMPTY, ChannelChecksum, record_hash
-from sync_protocol.hlc import HLC
-from sync_protocol.records import Record, RecordChange
+from sync_protocol.records import Record
 
 from .base import GroupOutcome, RecordStore
 from .config import StoreConfig
@@ -53,6 +53,7 @@ from .errors import (
     StoreUnavailableError,
     VersionConflictError,
 )
+from .record_body import decode_change, decode_record, encode_body
 from .types import (
     AuditEntry,
     BlobMeta,
@@ -75,7 +76,6 @@ class _Prepared(NamedTuple):
     last: dict[Key, int]
     final: list[tuple[Key, int, Record]]
     blobs: list[bytes]
-    clocks: list[bytes]
     hashes: list[int]
     first: dict[Key, int]
     must_exist: list[Key]
@@ -87,9 +87,6 @@ _SIGN = 1 << 63
 _KEYS_PER_QUERY = 500  # well under SQLite's host-parameter limit
 
 _encode = msgspec.msgpack.Encoder().encode
-_decode_record = msgspec.msgpack.Decoder(Record).decode
-_decode_change = msgspec.msgpack.Decoder(RecordChange).decode
-_decode_clock = msgspec.msgpack.Decoder(HLC | None).decode
 _decode_changeset = msgspec.msgpack.Decoder(ChangesetResult).decode
 _decode_conflict = msgspec.msgpack.Decoder(ConflictRecord).decode
 _decode_audit = msgspec.msgpack.Decoder(AuditEntry).decode
@@ -190,34 +187,58 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # build what devices receive without decoding per-field clocks. NULL in rows written
     # before: those are decoded whole.
     ("ALTER TABLE records ADD COLUMN clock BLOB",),
+    # 3: the feed keyed by (chan, seq). Keyed by (chan, entity, id), every new record was a
+    # random insert into it (the bulk of a load's WAL); now new rows go to the end of each
+    # channel's range and the (chan, seq) index is the table itself. Bodies become compact
+    # (record_body.py) as records are written; old ones still decode. New rows leave
+    # ``clock`` NULL: the compact body carries the clocks. ``left`` lists the record's
+    # removal rows as ``chan:seq,...``, so coming back to a channel drops its removal
+    # without a (chan, record) index.
+    (
+        "ALTER TABLE records ADD COLUMN left TEXT NOT NULL DEFAULT ''",
+        """UPDATE records SET left = (
+            SELECT group_concat(chan || ':' || seq) FROM feed
+            WHERE feed.rid = records.rid AND feed.removed = 1
+        ) WHERE rid IN (SELECT rid FROM feed WHERE removed = 1)""",
+        """CREATE TABLE feed_by_seq (
+            chan INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            removed INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL,
+            rid INTEGER NOT NULL,
+            PRIMARY KEY (chan, seq)
+        ) WITHOUT ROWID""",
+        "INSERT INTO feed_by_seq SELECT chan, seq, removed, at_ms, rid FROM feed"
+        " ORDER BY chan, seq",
+        "DROP TABLE feed",
+        "ALTER TABLE feed_by_seq RENAME TO feed",
+        "CREATE INDEX feed_removals ON feed (at_ms) WHERE removed = 1",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
+# A removal row joins its record too: the row keeps only the rid, the record its key.
 _SQL_FEED = (
-    "SELECT f.seq, f.removed, f.entity, f.id, ?, r.seq, r.data, r.clock"
-    " FROM feed AS f INDEXED BY feed_seq"
-    " LEFT JOIN records AS r ON f.removed = 0 AND r.rid = f.rid"
+    "SELECT f.seq, f.removed, r.entity, r.id, ?, r.data, r.clock"
+    " FROM feed AS f JOIN records AS r ON r.rid = f.rid"
     " WHERE f.chan = ? AND f.seq > ? ORDER BY f.seq"
 )
 _SQL_SCAN = (
-    "SELECT f.entity, f.id, r.seq, r.data FROM feed AS f"
+    "SELECT f.seq, r.entity, r.id, r.data FROM feed AS f"
     " JOIN records AS r ON r.rid = f.rid"
-    " WHERE f.chan = ? AND f.removed = 0 AND r.deleted = 0 {after}"
-    " ORDER BY f.entity, f.id"
+    " WHERE f.chan = ? AND f.seq > ? AND f.removed = 0 AND r.deleted = 0"
+    " ORDER BY f.seq"
 )
 _SQL_INSERT_RECORD = (
-    "INSERT INTO records"
-    " (rid, entity, id, version, seq, deleted, chans, hash, at_ms, data, clock)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO records (rid, entity, id, version, seq, deleted, chans, hash, at_ms, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SQL_UPDATE_RECORD = (
     "UPDATE records SET version = ?, seq = ?, deleted = ?, chans = ?, hash = ?, at_ms = ?,"
-    " data = ?, clock = ? WHERE rid = ?"
+    " data = ?, clock = NULL, left = ? WHERE rid = ?"
 )
-_SQL_FEED_ROW = (
-    "INSERT OR REPLACE INTO feed (chan, entity, id, seq, removed, at_ms, rid)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+_SQL_FEED_ROW = "INSERT INTO feed (chan, seq, removed, at_ms, rid) VALUES (?, ?, ?, ?, ?)"
+_SQL_FEED_MOVE = "DELETE FROM feed WHERE chan = ? AND seq = ?"
 
 
 def _flock(fd: int, operation: int) -> bool:
@@ -243,6 +264,20 @@ def _by_entity(keys: Iterable[Key]) -> dict[str, list[str]]:
 
 def _parse_chans(text: str) -> list[int]:
     return [int(c) for c in text.split(",")] if text else []
+
+
+def _parse_left(text: str) -> dict[int, int]:
+    """``records.left`` as ``{chan: seq of the removal row}``."""
+    out: dict[int, int] = {}
+    if text:
+        for pair in text.split(","):
+            chan, seq = pair.split(":")
+            out[int(chan)] = int(seq)
+    return out
+
+
+def _format_left(left: dict[int, int]) -> str:
+    return ",".join(f"{c}:{s}" for c, s in left.items())
 
 
 @contextlib.contextmanager
@@ -455,9 +490,7 @@ class SqliteRecordStore(RecordStore):
                 marks = ",".join("?" * len(chunk))
                 sql = f"SELECT id, seq, data FROM records WHERE entity = ? AND id IN ({marks})"
                 for id_, seq, data in conn.execute(sql, (entity, *chunk)):
-                    rec = _decode_record(data)
-                    rec.seq = seq
-                    out[(entity, id_)] = rec
+                    out[(entity, id_)] = decode_record(data, entity, id_, seq)
         return out
 
     async def apply(self, batch: WriteBatch) -> CommitResult:
@@ -503,13 +536,13 @@ class SqliteRecordStore(RecordStore):
         return found
 
     def _lookup(self, conn: sqlite3.Connection, keys: list[Key]) -> dict[Key, tuple[Any, ...]]:
-        """Stored ``(rid, version, deleted, chans, hash)`` of existing records among ``keys``."""
+        """Stored ``(rid, version, deleted, chans, hash, seq, left)`` of the existing ``keys``."""
         out: dict[Key, tuple[Any, ...]] = {}
         for entity, ids in _by_entity(keys).items():
             for chunk in _chunks(ids, _KEYS_PER_QUERY):
                 marks = ",".join("?" * len(chunk))
                 sql = (
-                    "SELECT id, rid, version, deleted, chans, hash FROM records"
+                    "SELECT id, rid, version, deleted, chans, hash, seq, left FROM records"
                     f" WHERE entity = ? AND id IN ({marks})"
                 )
                 for row in conn.execute(sql, (entity, *chunk)):
@@ -559,8 +592,7 @@ class SqliteRecordStore(RecordStore):
         for i, w in enumerate(writes):
             last[(w.record.entity, w.record.id)] = i
         final = [(key, i, writes[i].record) for key, i in last.items()]
-        blobs = [_encode(rec) for _, _, rec in final]
-        clocks = [_encode(rec.max_clock()) for _, _, rec in final]
+        blobs = [encode_body(rec) for _, _, rec in final]
         hashes = [
             0 if rec.deleted else _signed(record_hash(rec.entity, rec.id, rec.version, rec.fields))
             for _, _, rec in final
@@ -572,13 +604,13 @@ class SqliteRecordStore(RecordStore):
         # Only repeated keys or updates need the version walk below; fresh inserts are
         # checked by the unique key when they are inserted.
         walk = bool(must_exist) or len(last) != n
-        return _Prepared(now, last, final, blobs, clocks, hashes, first, must_exist, walk)
+        return _Prepared(now, last, final, blobs, hashes, first, must_exist, walk)
 
     def _apply_in(
         self, conn: sqlite3.Connection, batch: WriteBatch, prepared: _Prepared
     ) -> CommitResult:
         """The writes of one batch inside the open write transaction."""
-        now, last, final, blobs, clocks, hashes, first, must_exist, walk = prepared
+        now, last, final, blobs, hashes, first, must_exist, walk = prepared
         writes = batch.writes
         n = len(writes)
         changeset = batch.changeset
@@ -606,6 +638,7 @@ class SqliteRecordStore(RecordStore):
         inserts: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
         feed: list[tuple[Any, ...]] = []
+        moved: list[tuple[int, int]] = []
         # Checksum deltas per channel set first (records share few sets), then per channel.
         set_deltas: dict[tuple[int, ...], list[int]] = {}
         deltas: dict[int, list[int]] = {}
@@ -614,7 +647,7 @@ class SqliteRecordStore(RecordStore):
             next_rid = conn.execute("SELECT max(rid) FROM records").fetchone()[0] or 0
         channel_set = self._channel_set
         feed_append = feed.append
-        for (key, i, rec), blob, h, clock in zip(final, blobs, hashes, clocks, strict=True):
+        for (key, i, rec), blob, h in zip(final, blobs, hashes, strict=True):
             seq = head + 1 + i
             entity, id_ = key
             chans, chans_text = channel_set(conn, rec.channels)
@@ -624,22 +657,33 @@ class SqliteRecordStore(RecordStore):
                 next_rid += 1
                 rid = next_rid
                 inserts.append(
-                    (rid, entity, id_, rec.version, seq, deleted, chans_text, h, now, blob, clock)
+                    (rid, entity, id_, rec.version, seq, deleted, chans_text, h, now, blob)
                 )
             else:
-                rid, _, old_deleted, old_chans_text, old_hash = old
-                updates.append((rec.version, seq, deleted, chans_text, h, now, blob, clock, rid))
+                rid, _, old_deleted, old_chans_text, old_hash, old_seq, old_left = old
                 old_chans = _parse_chans(old_chans_text)
+                left = _parse_left(old_left)
                 for c in old_chans:
+                    # The live row moves to the new sequence; a channel left gets a removal.
+                    moved.append((c, old_seq))
                     if c not in chans:
-                        feed_append((c, entity, id_, seq, 1, now, rid))
+                        feed_append((c, seq, 1, now, rid))
+                        left[c] = seq
+                if left:
+                    for c in chans:
+                        gone = left.pop(c, None)
+                        if gone is not None:  # back in a channel it had left
+                            moved.append((c, gone))
+                updates.append(
+                    (rec.version, seq, deleted, chans_text, h, now, blob, _format_left(left), rid)
+                )
                 if not old_deleted:
                     for c in old_chans:
                         d = deltas.setdefault(c, [0, 0])
                         d[0] -= 1
                         d[1] -= old_hash
             for c in chans:
-                feed_append((c, entity, id_, seq, 0, now, rid))
+                feed_append((c, seq, 0, now, rid))
             if not deleted and chans:
                 sd = set_deltas.get(chans)
                 if sd is None:
@@ -667,6 +711,8 @@ class SqliteRecordStore(RecordStore):
             conn.execute("RELEASE inserts")
         if updates:
             conn.executemany(_SQL_UPDATE_RECORD, updates)
+        if moved:
+            conn.executemany(_SQL_FEED_MOVE, moved)
         if feed:
             conn.executemany(_SQL_FEED_ROW, feed)
         if deltas:
@@ -791,42 +837,54 @@ class SqliteRecordStore(RecordStore):
             )
 
     async def scan(
-        self, channels: Collection[str], after: tuple[str, str] | None, limit: int = 1000
+        self, channels: Collection[str], after_seq: int = 0, limit: int = 1000
     ) -> list[Record]:
-        """Live records in ``channels`` ordered by ``(entity, id)`` after ``after``."""
+        """Live records in ``channels`` with ``seq > after_seq``, in sequence order."""
         if limit < 1:
             raise InvalidRequestError("limit must be at least 1")
-        return await self._read(self._scan, sorted(set(channels)), after, limit)
+        if after_seq < 0:
+            raise InvalidRequestError("after_seq must not be negative")
+        return await self._read(self._scan, sorted(set(channels)), after_seq, limit)
 
     @staticmethod
     def _scan(
-        conn: sqlite3.Connection, channels: list[str], after: Key | None, limit: int
+        conn: sqlite3.Connection, channels: list[str], after_seq: int, limit: int
     ) -> list[Record]:
         with SqliteRecordStore._read_txn(conn):
             known = _known_channels(conn, channels)
-            if after is None:
-                sql = _SQL_SCAN.format(after="")
-                cursors = [conn.execute(sql, (cid,)) for cid, _, _ in known.values()]
-            else:
-                sql = _SQL_SCAN.format(after="AND (f.entity, f.id) > (?, ?)")
-                cursors = [conn.execute(sql, (cid, *after)) for cid, _, _ in known.values()]
+            cursors = [conn.execute(_SQL_SCAN, (cid, after_seq)) for cid, _, _ in known.values()]
             rows: Iterable[tuple[Any, ...]] = (
                 cursors[0] if len(cursors) == 1 else heapq.merge(*cursors)
             )
             out: list[Record] = []
-            previous: Key | None = None
-            for entity, id_, seq, data in rows:
-                if (entity, id_) == previous:
+            previous = 0
+            for seq, entity, id_, data in rows:
+                if seq == previous:  # the same record, from another of the channels
                     continue
                 if len(out) >= limit:
                     break
-                previous = (entity, id_)
-                rec = _decode_record(data)
-                rec.seq = seq
-                out.append(rec)
+                previous = seq
+                out.append(decode_record(data, entity, id_, seq))
             for cursor in cursors:
                 cursor.close()
             return out
+
+    async def scan_entity(self, entity: str, after_id: str | None, limit: int) -> list[Record]:
+        """Records of ``entity`` (tombstones included) with ``id > after_id``, by id.
+
+        Reconciliation reads the store this way (``importer.reconcile.EntityScanner``).
+        """
+        if limit < 1:
+            raise InvalidRequestError("limit must be at least 1")
+
+        def read(conn: sqlite3.Connection) -> list[Record]:
+            rows = conn.execute(
+                "SELECT id, seq, data FROM records WHERE entity = ? AND id > ? ORDER BY id LIMIT ?",
+                (entity, after_id or "", limit),
+            )
+            return [decode_record(data, entity, id_, seq) for id_, seq, data in rows]
+
+        return await self._read(read)
 
     async def head_seq(self) -> int:
         """The highest committed sequence."""
@@ -858,18 +916,17 @@ class SqliteRecordStore(RecordStore):
             dropped = 0
             newest = 0
             tombstones = conn.execute(
-                "SELECT rid, entity, id, seq, chans FROM records INDEXED BY records_tombstones"
+                "SELECT rid, seq, chans, left FROM records INDEXED BY records_tombstones"
                 " WHERE deleted = 1 AND at_ms < ?",
                 (older_than_ms,),
             ).fetchall()
             if tombstones:
-                conn.executemany(
-                    "DELETE FROM feed WHERE chan = ? AND entity = ? AND id = ?",
-                    [(c, e, i) for _, e, i, _, chans in tombstones for c in _parse_chans(chans)],
-                )
+                rows = [(c, seq) for _, seq, chans, _ in tombstones for c in _parse_chans(chans)]
+                rows += [pair for *_, left in tombstones for pair in _parse_left(left).items()]
+                conn.executemany(_SQL_FEED_MOVE, rows)
                 conn.executemany("DELETE FROM records WHERE rid = ?", [(t[0],) for t in tombstones])
                 dropped += len(tombstones)
-                newest = max(t[3] for t in tombstones)
+                newest = max(t[1] for t in tombstones)
             count, top = conn.execute(
                 "SELECT count(*), max(seq) FROM feed INDEXED BY feed_removals"
                 " WHERE removed = 1 AND at_ms < ?",
@@ -1103,31 +1160,14 @@ def _flush(group: list[tuple[Any, ...]], names: dict[int, str], out: list[FeedEn
     A live row wins: its record carries the current channels, so removals from the other
     requested channels at the same sequence say nothing more.
     """
-    for seq, removed, entity, id_, _, rseq, data, clock in group:
-        if not removed and data is not None:
-            out.append(FeedEntry(seq=seq, entity=entity, id=id_, change=_change(data, rseq, clock)))
+    for seq, removed, entity, id_, _, data, clock in group:
+        if not removed:
+            change = decode_change(data, entity, id_, seq, clock)
+            out.append(FeedEntry(seq=seq, entity=entity, id=id_, change=change))
             return
-    for seq, removed, entity, id_, chan, _, _, _ in group:
+    for seq, removed, entity, id_, chan, _, _ in group:
         if removed:
             out.append(FeedEntry(seq=seq, entity=entity, id=id_, removed_from=names[chan]))
-
-
-def _change(data: bytes, seq: int, clock: bytes | None) -> RecordChange:
-    """What devices receive of a stored record, decoded straight from its body.
-
-    The body is a ``Record``; decoding it as a ``RecordChange`` skips the per-field clocks
-    and versions (most of its objects) and takes the greatest clock from its column.
-    """
-    if clock is None:  # written before the column existed
-        rec = _decode_record(data)
-        rec.seq = seq
-        return rec.to_change()
-    change = _decode_change(data)
-    change.seq = seq
-    change.clock = _decode_clock(clock)
-    if change.deleted:
-        change.fields = {}
-    return change
 
 
 def _stamp_audit(entry: AuditEntry, last: dict[Key, int], head: int, now: int) -> AuditEntry:

@@ -46,12 +46,16 @@ class Index:
 INDEXES: tuple[Index, ...] = (
     # The change feed: records by every channel they are in or recently left, then seq.
     Index("crmsync_feed", "records", "(DISTINCT ARRAY c FOR c IN feed END, seq)"),
-    # Bootstrap snapshots: live members of a channel in (entity, id) order.
+    # Bootstrap snapshots: live members of a channel in sequence order. (An index named
+    # crmsync_members, keyed by entity and id, served an older snapshot order; a cluster
+    # provisioned before may drop it.)
     Index(
-        "crmsync_members",
+        "crmsync_members_by_seq",
         "records",
-        "(DISTINCT ARRAY c FOR c IN channels END, entity, id) WHERE deleted = false",
+        "(DISTINCT ARRAY c FOR c IN channels END, seq) WHERE deleted = false",
     ),
+    # Reconciliation: every record of an entity in id order.
+    Index("crmsync_entity_ids", "records", "(entity, id)"),
     Index("crmsync_tombstones", "records", "(at_ms) WHERE deleted = true"),
     Index("crmsync_removals", "records", "(DISTINCT ARRAY v FOR v IN OBJECT_VALUES(removed) END)"),
     Index("crmsync_device_results", "changesets", "(device_id, seq)"),

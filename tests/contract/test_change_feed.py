@@ -158,7 +158,7 @@ async def test_feed_checksums_match_the_head_they_come_with(store: RecordStore, 
     assert final.last_seq == await store.head_seq()
 
 
-async def test_scan_streams_live_records_by_key(store: RecordStore, rec, put) -> None:
+async def test_scan_streams_live_records_in_sequence_order(store: RecordStore, rec, put) -> None:
     await put(rec("b", channels=["c:a"]))
     await put(rec("a", channels=["c:a", "c:b"]))
     await put(rec("d", channels=["c:b"]))
@@ -167,12 +167,25 @@ async def test_scan_streams_live_records_by_key(store: RecordStore, rec, put) ->
     await put(rec("e", version=2, deleted=True))
     await put(rec("f", channels=["c:a"]))
     await put(rec("f", version=2, channels=["c:z"]))
-    first = await store.scan(["c:a", "c:b"], None, limit=2)
-    assert [(r.entity, r.id) for r in first] == [("account", "a"), ("account", "b")]
-    rest = await store.scan(["c:a", "c:b"], ("account", "b"), limit=10)
-    assert [(r.entity, r.id) for r in rest] == [("account", "d"), ("contact", "c")]
-    assert all(r.seq > 0 for r in first + rest)
-    assert await store.scan(["c:nobody"], None) == []
+    first = await store.scan(["c:a", "c:b"], 0, limit=2)
+    assert [(r.entity, r.id, r.seq) for r in first] == [("account", "b", 1), ("account", "a", 2)]
+    rest = await store.scan(["c:a", "c:b"], first[-1].seq, limit=10)
+    assert [(r.entity, r.id, r.seq) for r in rest] == [("account", "d", 3), ("contact", "c", 4)]
+    assert rest[1].fields == {"name": "Account c"} and rest[1].channels == ["c:a"]
+    assert await store.scan(["c:nobody"], 0) == []
+
+
+async def test_a_record_written_during_a_scan_is_met_again_not_skipped(
+    store: RecordStore, rec, put
+) -> None:
+    for name in "abcd":
+        await put(rec(name))
+    first = await store.scan(["c:a"], 0, limit=2)
+    assert [r.id for r in first] == ["a", "b"]
+    await put(rec("a", version=2, fields={"name": "moved"}))  # behind the cursor
+    await put(rec("c", version=2, fields={"name": "also moved"}))  # ahead of it
+    rest = await store.scan(["c:a"], first[-1].seq, limit=10)
+    assert [(r.id, r.version) for r in rest] == [("d", 1), ("a", 2), ("c", 2)]
 
 
 async def test_bad_limits_are_typed_errors(store: RecordStore) -> None:
@@ -181,7 +194,9 @@ async def test_bad_limits_are_typed_errors(store: RecordStore) -> None:
     with pytest.raises(InvalidRequestError):
         await store.changes(["c:a"], -1)
     with pytest.raises(InvalidRequestError):
-        await store.scan(["c:a"], None, limit=0)
+        await store.scan(["c:a"], 0, limit=0)
+    with pytest.raises(InvalidRequestError):
+        await store.scan(["c:a"], -1)
 
 
 async def test_a_feed_entry_is_what_devices_receive(store: RecordStore, rec, put) -> None:
@@ -207,3 +222,16 @@ async def test_a_feed_entry_is_what_devices_receive(store: RecordStore, rec, put
     assert (second.deleted, second.fields, second.clock) == (True, {}, tomb.max_clock())
     stored = await store.get("account", "r1")
     assert stored is not None and stored.to_change() == first  # the same as the full record
+
+
+async def test_a_record_moving_back_and_forth_keeps_one_entry_per_channel(
+    store: RecordStore, rec, put
+) -> None:
+    for version, channel in enumerate(["c:a", "c:b", "c:a", "c:b"], start=1):
+        await put(rec("r1", version=version, channels=[channel]))
+    only_a = await store.changes(["c:a"], 0)
+    assert [(e.seq, e.removed_from) for e in only_a.entries] == [(4, "c:a")]
+    only_b = await store.changes(["c:b"], 0)
+    assert [(e.seq, e.removed_from) for e in only_b.entries] == [(4, None)]
+    assert await store.scan(["c:a"], 0) == []
+    assert [r.version for r in await store.scan(["c:b"], 0)] == [4]

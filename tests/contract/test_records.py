@@ -172,3 +172,17 @@ async def test_state_only_batch_allocates_no_sequence(store: RecordStore) -> Non
     assert result.records == [] and result.last_seq == 0 and result.first_seq == 1
     assert await store.get_state("importer/account") == b"token-1"
     assert await store.head_seq() == 0
+
+
+async def test_scan_entity_lists_one_entity_by_id_tombstones_included(
+    store: RecordStore, rec, put
+) -> None:
+    await put(rec("c"))
+    await put(rec("a", channels=["c:z"]))
+    await put(rec("b", entity="contact"))
+    await put(rec("d", version=1, deleted=True))
+    first = await store.scan_entity("account", None, 2)  # type: ignore[attr-defined]
+    assert [r.id for r in first] == ["a", "c"]
+    rest = await store.scan_entity("account", "c", 10)  # type: ignore[attr-defined]
+    assert [(r.id, r.deleted) for r in rest] == [("d", True)]
+    assert rest[0] == await store.get("account", "d")

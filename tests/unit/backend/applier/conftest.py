@@ -122,7 +122,7 @@ class MemoryStore(RecordStore):
         raise NotImplementedError
 
     async def scan(
-        self, channels: Collection[str], after: tuple[str, str] | None, limit: int = 1000
+        self, channels: Collection[str], after_seq: int = 0, limit: int = 1000
     ) -> list[Record]:
         raise NotImplementedError
 

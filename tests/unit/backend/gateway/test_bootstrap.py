@@ -128,7 +128,7 @@ def test_frames_are_flushed_one_by_one() -> None:
 
 def test_cursor_tokens_round_trip_and_refuse_tampering() -> None:
     key = b"k" * 32
-    cursor = BootstrapCursor(user="u", scope=1, head=9, entity="lead", id="x", sent=3)
+    cursor = BootstrapCursor(user="u", scope=1, head=9, seq=7, sent=3)
     token = encode_cursor(cursor, key)
     assert decode_cursor(token, key, "u") == cursor
     for bad_key, user in ((b"j" * 32, "u"), (key, "v")):

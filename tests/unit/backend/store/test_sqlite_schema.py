@@ -5,11 +5,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from backend.store.config import StoreConfig
 from backend.store.errors import StoreUnavailableError
-from backend.store.sqlite import SCHEMA_VERSION, SqliteRecordStore
+from backend.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteRecordStore
 from backend.store.types import RecordWrite, WriteBatch
 from sync_protocol.hlc import HLC
 from sync_protocol.records import Record
@@ -90,32 +91,83 @@ async def test_a_closed_store_refuses_calls_with_a_typed_error(tmp_path: Path) -
         await store.get("account", "a")
 
 
-async def test_rows_from_before_the_clock_column_still_read_in_the_feed(tmp_path: Path) -> None:
-    config = StoreConfig(sqlite_path=str(tmp_path / "store.db"))
-    store = SqliteRecordStore(config)
-    await store.start()
+def schema_2_database(path: Path, rows: list[tuple[Record, bool]]) -> None:
+    """A database as schema version 2 left it: whole-record bodies, the old feed.
+
+    ``rows`` are records with whether their ``clock`` column is set (NULL: written before
+    migration 2 added it). Record ``m`` also has a removal row in ``c:b``, which it left.
+    """
+    with sqlite3.connect(path) as conn:
+        for statements in MIGRATIONS[:2]:
+            for sql in statements:
+                conn.execute(sql)
+        conn.execute("INSERT INTO channels (chan, name) VALUES (1, 'c:a'), (2, 'c:b')")
+        for rid, (r, with_clock) in enumerate(rows, start=1):
+            clock = msgspec.msgpack.encode(r.max_clock()) if with_clock else None
+            conn.execute(
+                "INSERT INTO records (rid, entity, id, version, seq, deleted, chans, hash,"
+                " at_ms, data, clock) VALUES (?, ?, ?, ?, ?, ?, '1', 0, 0, ?, ?)",
+                (
+                    rid,
+                    r.entity,
+                    r.id,
+                    r.version,
+                    r.seq,
+                    r.deleted,
+                    msgspec.msgpack.encode(r),
+                    clock,
+                ),
+            )
+            conn.execute(
+                "INSERT INTO feed (chan, entity, id, seq, removed, at_ms, rid)"
+                " VALUES (1, ?, ?, ?, 0, 0, ?)",
+                (r.entity, r.id, r.seq, rid),
+            )
+            if r.id == "m":
+                conn.execute(
+                    "INSERT INTO feed (chan, entity, id, seq, removed, at_ms, rid)"
+                    " VALUES (2, ?, ?, ?, 1, 0, ?)",
+                    (r.entity, r.id, r.seq, rid),
+                )
+        conn.execute(f"UPDATE meta SET value = {len(rows)} WHERE key = 'head_seq'")
+        conn.execute("PRAGMA user_version = 2")
+
+
+async def test_a_schema_2_database_migrates_and_its_rows_still_read(tmp_path: Path) -> None:
     live = record("a")
     live.clocks = {"name": HLC(1_700_000_000_000, 2, "dev-a")}
     gone = record("b")
     gone.deleted, gone.deleted_clock = True, HLC(1_700_000_000_005, 0, "dev-b")
-    await store.apply(
-        WriteBatch(writes=[RecordWrite(record=r, expected_version=0) for r in (live, gone)])
-    )
-    expected = [r.to_change() for r in (live, gone)]
-    await store.close()
-    # Turn the file back into a schema-1 database: no clock column.
-    with sqlite3.connect(config.sqlite_path) as conn:
-        conn.execute("ALTER TABLE records DROP COLUMN clock")
-        conn.execute("PRAGMA user_version = 1")
+    moved = record("m")
+    for seq, r in enumerate((live, gone, moved), start=1):
+        r.seq = seq
+    config = StoreConfig(sqlite_path=str(tmp_path / "store.db"))
+    schema_2_database(Path(config.sqlite_path), [(live, True), (gone, False), (moved, True)])
 
-    reopened = SqliteRecordStore(config)
-    await reopened.start()  # migration 2 adds the column, NULL for the old rows
+    store = SqliteRecordStore(config)
+    await store.start()  # migration 3: the feed by (chan, seq), removals listed in ``left``
     try:
-        page = await reopened.changes(["c:a"], 0)
-        assert [e.change for e in page.entries] == expected
-        assert expected[0].clock == HLC(1_700_000_000_000, 2, "dev-a")
-        assert (expected[1].fields, expected[1].clock) == ({}, gone.deleted_clock)
+        page = await store.changes(["c:a"], 0)
+        assert [e.change for e in page.entries] == [r.to_change() for r in (live, gone, moved)]
+        assert (page.entries[1].change.fields, page.entries[1].change.clock) == (
+            {},
+            gone.deleted_clock,
+        )
+        left = await store.changes(["c:b"], 0)
+        assert [(e.seq, e.id, e.removed_from) for e in left.entries] == [(3, "m", "c:b")]
+        assert await store.get_many([("account", "a"), ("account", "b")]) == {
+            ("account", "a"): live,
+            ("account", "b"): gone,
+        }
+        assert [r.id for r in await store.scan(["c:a"], 0)] == ["a", "m"]
+
+        back = record("m")
+        back.version, back.channels = 2, ["c:b"]
+        await store.apply(WriteBatch(writes=[RecordWrite(record=back, expected_version=1)]))
+        now_b = await store.changes(["c:b"], 0)  # the old removal row went with the return
+        assert [(e.seq, e.removed_from) for e in now_b.entries] == [(4, None)]
         with sqlite3.connect(config.sqlite_path) as conn:
             assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+            assert conn.execute("SELECT left FROM records WHERE id = 'm'").fetchone() == ("1:4",)
     finally:
-        await reopened.close()
+        await store.close()
