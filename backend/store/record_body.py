@@ -72,9 +72,20 @@ def _is_legacy(data: bytes) -> bool:
     return 0x80 <= first <= 0x8F or first >= 0xDE
 
 
+def _default(values: dict[str, Any], pick: Any) -> Any:
+    """The value most fields share: the first when all are equal (the usual case, checked
+    at C speed, identity first), else ``pick`` of them."""
+    listed = list(values.values())
+    first = listed[0]
+    return first if listed.count(first) == len(listed) else pick(listed)
+
+
 def _exceptions(values: dict[str, Any], fields: dict[str, Any], default: Any) -> dict[str, Any]:
     """The entries of ``values`` that differ from ``default``, and ``None`` for fields it lacks."""
-    if values.keys() == fields.keys():
+    same_keys = values.keys() == fields.keys()
+    if same_keys and list(values.values()).count(default) == len(values):
+        return {}
+    if same_keys:
         return {k: v for k, v in values.items() if v != default}
     out = {k: v for k, v in values.items() if v != default or k not in fields}
     for k in fields:
@@ -96,9 +107,9 @@ def _expand(fields: dict[str, Any], default: Any, exceptions: dict[str, Any]) ->
 def encode_body(rec: Record) -> bytes:
     """The stored body of ``rec`` (entity, id and seq are not in it)."""
     clocks = rec.clocks
-    field_clock = max(clocks.values()) if clocks else None
+    field_clock = _default(clocks, max) if clocks else None
     versions = rec.field_versions
-    field_version = min(versions.values()) if versions else -1
+    field_version = _default(versions, min) if versions else -1
     return _encode(
         _Body(
             rec.version,
