@@ -214,6 +214,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE feed_by_seq RENAME TO feed",
         "CREATE INDEX feed_removals ON feed (at_ms) WHERE removed = 1",
     ),
+    # 4: audit entries point at their record's rid. Indexed by (entity, record_id), every
+    # entry of a bulk load was a random insert; by (rid, n) a load of new records appends.
+    # Entries of records never stored (rejections) keep the (entity, record_id) index;
+    # ``purged`` remembers the rid of every compacted tombstone so its trail stays found.
+    (
+        "ALTER TABLE audit ADD COLUMN rid INTEGER",
+        """UPDATE audit SET rid = (
+            SELECT r.rid FROM records AS r WHERE r.entity = audit.entity AND r.id = audit.record_id
+        )""",
+        "DROP INDEX audit_record",
+        "CREATE INDEX audit_entity ON audit (entity, n)",
+        "CREATE INDEX audit_rid ON audit (rid, n) WHERE rid IS NOT NULL",
+        "CREATE INDEX audit_orphans ON audit (entity, record_id, n) WHERE rid IS NULL",
+        """CREATE TABLE purged (
+            entity TEXT NOT NULL,
+            id TEXT NOT NULL,
+            rid INTEGER NOT NULL,
+            PRIMARY KEY (entity, id, rid)
+        ) WITHOUT ROWID""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -652,6 +672,7 @@ class SqliteRecordStore(RecordStore):
             next_rid = conn.execute("SELECT max(rid) FROM records").fetchone()[0] or 0
         channel_set = self._channel_set
         feed_append = feed.append
+        rid_of: dict[Key, int] = {}  # for the audit entries
         for (key, i, rec), blob, h in zip(final, blobs, hashes, strict=True):
             seq = head + 1 + i
             entity, id_ = key
@@ -689,6 +710,8 @@ class SqliteRecordStore(RecordStore):
                         d[1] -= old_hash
             for c in chans:
                 feed_append((c, seq, 0, now, rid))
+            if batch.audit:
+                rid_of[key] = rid
             if not deleted and chans:
                 sd = set_deltas.get(chans)
                 if sd is None:
@@ -750,8 +773,17 @@ class SqliteRecordStore(RecordStore):
         if batch.audit:
             entries = [_stamp_audit(a, last, head, now) for a in batch.audit]
             conn.executemany(
-                "INSERT INTO audit (entity, record_id, at_ms, data) VALUES (?, ?, ?, ?)",
-                [(a.entity, a.record_id, a.at_ms, _encode(a)) for a in entries],
+                "INSERT INTO audit (entity, record_id, rid, at_ms, data) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        a.entity,
+                        a.record_id,
+                        rid_of.get((a.entity, a.record_id)),
+                        a.at_ms,
+                        _encode(a),
+                    )
+                    for a in entries
+                ],
             )
         if batch.state:
             conn.executemany(
@@ -914,6 +946,11 @@ class SqliteRecordStore(RecordStore):
                 rows = [(c, seq) for _, seq, chans, _ in tombstones for c in _parse_chans(chans)]
                 rows += [pair for *_, left in tombstones for pair in _parse_left(left).items()]
                 conn.executemany(_SQL_FEED_MOVE, rows)
+                conn.executemany(
+                    "INSERT OR IGNORE INTO purged (entity, id, rid)"
+                    " SELECT entity, id, rid FROM records WHERE rid = ?",
+                    [(t[0],) for t in tombstones],
+                )
                 conn.executemany("DELETE FROM records WHERE rid = ?", [(t[0],) for t in tombstones])
                 dropped += len(tombstones)
                 newest = max(t[1] for t in tombstones)
@@ -1023,17 +1060,15 @@ class SqliteRecordStore(RecordStore):
         """Audit entries, newest first."""
         if record_id is not None and entity is None:
             raise InvalidRequestError("audit_trail by record_id needs the entity too")
+        if record_id is not None and entity is not None:
+            return await self._read(_record_audit, entity, record_id, limit)
         params: list[Any]
         if entity is None:
             sql, params = "SELECT data FROM audit ORDER BY n DESC LIMIT ?", [limit]
-        elif record_id is None:
-            sql = "SELECT data FROM audit WHERE entity = ? ORDER BY n DESC LIMIT ?"
-            params = [entity, limit]
         else:
-            sql = (
-                "SELECT data FROM audit WHERE entity = ? AND record_id = ? ORDER BY n DESC LIMIT ?"
-            )
-            params = [entity, record_id, limit]
+            sql = "SELECT data FROM audit INDEXED BY audit_entity WHERE entity = ?"
+            sql += " ORDER BY n DESC LIMIT ?"
+            params = [entity, limit]
 
         def read(conn: sqlite3.Connection) -> list[AuditEntry]:
             return [_decode_audit(data) for (data,) in conn.execute(sql, params)]
@@ -1199,6 +1234,36 @@ def _flush(group: list[tuple[Any, ...]], names: dict[int, str], out: list[FeedEn
     for seq, removed, entity, id_, chan, _, _ in group:
         if removed:
             out.append(FeedEntry(seq=seq, entity=entity, id=id_, removed_from=names[chan]))
+
+
+def _record_audit(
+    conn: sqlite3.Connection, entity: str, record_id: str, limit: int
+) -> list[AuditEntry]:
+    """The newest ``limit`` audit entries of one record: through the rids it has had (a
+    purged tombstone's too), plus entries of writes that never stored it."""
+    with SqliteRecordStore._read_txn(conn):
+        rids = conn.execute(
+            "SELECT rid FROM records WHERE entity = ?1 AND id = ?2"
+            " UNION SELECT rid FROM purged WHERE entity = ?1 AND id = ?2",
+            (entity, record_id),
+        ).fetchall()
+        # A rid can be reused after its record was purged: the key check keeps them apart.
+        rows = [
+            row
+            for (rid,) in rids
+            for row in conn.execute(
+                "SELECT n, data FROM audit INDEXED BY audit_rid WHERE rid = ?"
+                " AND entity = ? AND record_id = ? ORDER BY n DESC LIMIT ?",
+                (rid, entity, record_id, limit),
+            )
+        ]
+        rows += conn.execute(
+            "SELECT n, data FROM audit INDEXED BY audit_orphans WHERE rid IS NULL"
+            " AND entity = ? AND record_id = ? ORDER BY n DESC LIMIT ?",
+            (entity, record_id, limit),
+        ).fetchall()
+    rows.sort(reverse=True)
+    return [_decode_audit(data) for _, data in rows[:limit]]
 
 
 def _stamp_audit(entry: AuditEntry, last: dict[Key, int], head: int, now: int) -> AuditEntry:

@@ -122,3 +122,41 @@ async def test_audit_of_a_failed_batch_is_not_kept(store: RecordStore, rec) -> N
     with pytest.raises(VersionConflictError):
         await store.apply(batch)
     assert await store.audit_trail() == []
+
+
+def audited(record, expected: int, changeset: str) -> WriteBatch:
+    return WriteBatch(
+        writes=[RecordWrite(record=record, expected_version=expected)],
+        audit=[
+            AuditEntry(
+                entity=record.entity,
+                record_id=record.id,
+                user="u1",
+                changeset_id=changeset,
+                outcome="applied",
+                version_before=expected,
+                version_after=record.version,
+            )
+        ],
+    )
+
+
+async def test_a_records_trail_outlives_its_compacted_tombstone(
+    store: RecordStore, rec, clock
+) -> None:
+    await store.apply(audited(rec("gone"), 0, "c1"))
+    await store.apply(audited(rec("gone", version=2, deleted=True), 1, "c2"))
+    clock.advance(1000)
+    assert await store.compact(clock.now) >= 1
+    assert await store.get("account", "gone") is None
+    # A record created after the purge (it may get the purged row's place) has its own trail.
+    await store.apply(audited(rec("new"), 0, "c3"))
+    # The same id coming back: both lives show in its trail.
+    await store.apply(audited(rec("gone"), 0, "c4"))
+    gone = await store.audit_trail("account", "gone")
+    assert [a.changeset_id for a in gone] == ["c4", "c2", "c1"]
+    assert [a.changeset_id for a in await store.audit_trail("account", "new")] == ["c3"]
+    assert [a.changeset_id for a in await store.audit_trail("account", "gone", limit=2)] == [
+        "c4",
+        "c2",
+    ]

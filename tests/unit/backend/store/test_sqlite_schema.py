@@ -11,7 +11,7 @@ import pytest
 from backend.store.config import StoreConfig
 from backend.store.errors import StoreUnavailableError
 from backend.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteRecordStore
-from backend.store.types import RecordWrite, WriteBatch
+from backend.store.types import AuditEntry, RecordWrite, WriteBatch
 from sync_protocol.hlc import HLC
 from sync_protocol.records import Record
 
@@ -129,6 +129,12 @@ def schema_2_database(path: Path, rows: list[tuple[Record, bool]]) -> None:
                     " VALUES (2, ?, ?, ?, 1, 0, ?)",
                     (r.entity, r.id, r.seq, rid),
                 )
+        for record_id in ("a", "never-stored"):
+            entry = AuditEntry(entity="account", record_id=record_id, user="u1", seq=1)
+            conn.execute(
+                "INSERT INTO audit (entity, record_id, at_ms, data) VALUES ('account', ?, 0, ?)",
+                (record_id, msgspec.msgpack.encode(entry)),
+            )
         conn.execute(f"UPDATE meta SET value = {len(rows)} WHERE key = 'head_seq'")
         conn.execute("PRAGMA user_version = 2")
 
@@ -160,6 +166,10 @@ async def test_a_schema_2_database_migrates_and_its_rows_still_read(tmp_path: Pa
             ("account", "b"): gone,
         }
         assert [r.id for r in await store.scan(["c:a"], 0)] == ["a", "m"]
+        # Migration 4: old audit entries are found through their record's rid, or not.
+        assert [a.record_id for a in await store.audit_trail("account", "a")] == ["a"]
+        orphan = await store.audit_trail("account", "never-stored")
+        assert [a.record_id for a in orphan] == ["never-stored"]
 
         back = record("m")
         back.version, back.channels = 2, ["c:b"]
