@@ -32,7 +32,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -85,6 +85,8 @@ class _Prepared(NamedTuple):
 _MASK = (1 << 64) - 1
 _SIGN = 1 << 63
 _KEYS_PER_QUERY = 500  # well under SQLite's host-parameter limit
+_CHECKPOINT_EVERY_S = 0.2
+_WAL_HARD_LIMIT = 512 * 1024 * 1024
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_changeset = msgspec.msgpack.Decoder(ChangesetResult).decode
@@ -345,6 +347,10 @@ class SqliteRecordStore(RecordStore):
         self._chan_ids: dict[str, int] = {}
         self._chan_sets: dict[tuple[str, ...], tuple[tuple[int, ...], str]] = {}
         self._chan_new: list[str] = []
+        self._checkpointer: ThreadPoolExecutor | None = None
+        self._checkpoint_conn: sqlite3.Connection | None = None
+        self._checkpointing: Future[None] | None = None
+        self._checkpointed_at = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -356,6 +362,7 @@ class SqliteRecordStore(RecordStore):
         self._reader_pool = ThreadPoolExecutor(
             self.config.sqlite_readers, thread_name_prefix="crmsync-store-read"
         )
+        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="crmsync-store-checkpoint")
         await self._write(self._open_writer)
 
     async def close(self) -> None:
@@ -363,15 +370,18 @@ class SqliteRecordStore(RecordStore):
         if self._closed:
             return
         self._closed = True
-        for pool in (self._writer_pool, self._reader_pool):
+        for pool in (self._writer_pool, self._reader_pool, self._checkpointer):
             if pool is not None:
                 await asyncio.get_running_loop().run_in_executor(
                     None, functools.partial(pool.shutdown, wait=True)
                 )
         with self._readers_lock:
             conns = [*self._readers, *([self._writer] if self._writer else [])]
+            if self._checkpoint_conn is not None:
+                conns.append(self._checkpoint_conn)
             self._readers.clear()
         self._writer = None
+        self._checkpoint_conn = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -396,9 +406,9 @@ class SqliteRecordStore(RecordStore):
     def _open_writer(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._connect()
-        # Checkpoint every ~40 MiB of WAL rather than 4 MiB: index pages that several
-        # commits touch are copied back once, not once per commit.
-        conn.execute("PRAGMA wal_autocheckpoint = 10000")
+        # Checkpoints run in their own thread (see _after_commit), not inside COMMIT: there
+        # they held the cross-process write lock while WAL pages were copied back.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
         conn.execute("PRAGMA journal_size_limit = 67108864")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -476,6 +486,39 @@ class SqliteRecordStore(RecordStore):
             if locked:
                 _flock(lock_fd, fcntl.LOCK_UN)
             self._chan_new.clear()
+        self._after_commit()
+
+    def _after_commit(self) -> None:
+        """Start a checkpoint in the background every so often; force one if the WAL is huge.
+
+        A passive checkpoint copies committed WAL pages back into the database while this
+        process and others keep writing (it takes no write lock). If checkpoints cannot
+        keep up (a long reader pins old pages), the WAL is checkpointed in line with
+        ``RESTART`` once it passes ``_WAL_HARD_LIMIT``, so it cannot grow without bound.
+        """
+        now = time.monotonic()
+        running = self._checkpointing is not None and not self._checkpointing.done()
+        if not running and now - self._checkpointed_at >= _CHECKPOINT_EVERY_S:
+            pool = self._checkpointer
+            if pool is not None:
+                self._checkpointed_at = now
+                with contextlib.suppress(RuntimeError):  # the store is closing
+                    self._checkpointing = pool.submit(self._checkpoint_passive)
+        try:
+            size = os.stat(f"{self.path}-wal").st_size
+        except OSError:
+            return
+        if size > _WAL_HARD_LIMIT and self._writer is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._writer.execute("PRAGMA wal_checkpoint(RESTART)")
+
+    def _checkpoint_passive(self) -> None:
+        conn = self._checkpoint_conn
+        if conn is None:
+            conn = self._checkpoint_conn = self._connect()
+        # Failure only delays the copy-back (the next one catches up); never the write.
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _forget_channels(self, names: list[str]) -> None:
         """Drop cached ids of channels whose creation was rolled back."""
