@@ -245,11 +245,6 @@ _SQL_FEED = (
     " FROM feed AS f JOIN records AS r ON r.rid = f.rid"
     " WHERE f.chan = ? AND f.seq > ? ORDER BY f.seq"
 )
-_SQL_FEED_ONE = (
-    "SELECT f.seq, f.removed, r.entity, r.id, r.data, r.clock"
-    " FROM feed AS f JOIN records AS r ON r.rid = f.rid"
-    " WHERE f.chan = ? AND f.seq > ? ORDER BY f.seq LIMIT ?"
-)
 _SQL_SCAN = (
     "SELECT f.seq, r.entity, r.id, r.data FROM feed AS f"
     " JOIN records AS r ON r.rid = f.rid"
@@ -886,10 +881,25 @@ class SqliteRecordStore(RecordStore):
                 raise CheckpointTooOldError(after_seq, oldest)
             known = _known_channels(conn, channels)
             names = {cid: name for name, (cid, _, _) in known.items()}
-            if len(names) == 1:
-                entries, has_more = _one_channel(conn, *next(iter(names.items())), after_seq, limit)
-            else:
-                entries, has_more = _merged(conn, names, after_seq, limit)
+            cursors = [conn.execute(_SQL_FEED, (cid, cid, after_seq)) for cid in names]
+            rows: Iterable[tuple[Any, ...]] = (
+                cursors[0] if len(cursors) == 1 else heapq.merge(*cursors)
+            )
+            entries: list[FeedEntry] = []
+            has_more = False
+            group: list[tuple[Any, ...]] = []
+            for row in rows:
+                if group and row[0] != group[0][0]:
+                    _flush(group, names, entries)
+                    group = []
+                    if len(entries) >= limit:
+                        has_more = True
+                        break
+                group.append(row)
+            if group:
+                _flush(group, names, entries)
+            for cursor in cursors:
+                cursor.close()
             if has_more:
                 return ChangePage(entries=entries, last_seq=entries[-1].seq, has_more=True)
             sums: dict[str, ChannelChecksum] = {}
@@ -1220,47 +1230,6 @@ def _known_channels(conn: sqlite3.Connection, names: list[str]) -> dict[str, tup
 
 def _checksum(row: tuple[int, int, int]) -> ChannelChecksum:
     return ChannelChecksum(row[1], row[2] & _MASK)
-
-
-def _one_channel(
-    conn: sqlite3.Connection, chan: int, name: str, after_seq: int, limit: int
-) -> tuple[list[FeedEntry], bool]:
-    """A page of one channel's feed (the common pull): one row per entry, no merge."""
-    rows = conn.execute(_SQL_FEED_ONE, (chan, after_seq, limit + 1)).fetchall()
-    has_more = len(rows) > limit
-    if has_more:
-        del rows[limit:]
-    return [
-        FeedEntry(seq=seq, entity=entity, id=id_, removed_from=name)
-        if removed
-        else FeedEntry(
-            seq=seq, entity=entity, id=id_, change=decode_change(data, entity, id_, seq, clock)
-        )
-        for seq, removed, entity, id_, data, clock in rows
-    ], has_more
-
-
-def _merged(
-    conn: sqlite3.Connection, names: dict[int, str], after_seq: int, limit: int
-) -> tuple[list[FeedEntry], bool]:
-    """A page of several channels' feeds, merged by sequence, one entry per record state."""
-    cursors = [conn.execute(_SQL_FEED, (cid, cid, after_seq)) for cid in names]
-    entries: list[FeedEntry] = []
-    has_more = False
-    group: list[tuple[Any, ...]] = []
-    for row in heapq.merge(*cursors):
-        if group and row[0] != group[0][0]:
-            _flush(group, names, entries)
-            group = []
-            if len(entries) >= limit:
-                has_more = True
-                break
-        group.append(row)
-    if group:
-        _flush(group, names, entries)
-    for cursor in cursors:
-        cursor.close()
-    return entries, has_more
 
 
 def _flush(group: list[tuple[Any, ...]], names: dict[int, str], out: list[FeedEntry]) -> None:
