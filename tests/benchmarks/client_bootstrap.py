@@ -21,7 +21,7 @@ Baselines, each measured in the same run (fresh processes, interleaved with ours
   synchronous NORMAL, 8 MiB page cache, ...), one transaction per batch. Per batch:
   the ``records`` rows (same ``doc`` numbers, the same JSONB bytes), their FTS5 search
   documents (the same text), the ``doc_counter`` rows, the ``channel_checksums`` rows
-  and the ``sync_state`` rows (resume token, last key, count, device clock). Everything
+  and the ``sync_state`` rows (resume token, count, device clock). Everything
   is computed before the clock starts: JSONB (by SQLite), search documents (by
   ``client_sdk.search.document_for``), checksums, docs. So the ratio is the SDK's whole
   overhead (network stack, inflate, decode, validation, encoding, search documents,
@@ -84,7 +84,7 @@ from client_sdk.local import HLC_KEY
 from client_sdk.sync import (
     BOOT_ACTIVE_KEY,
     BOOT_COUNT_KEY,
-    BOOT_LAST_KEY,
+    BOOT_MODE_KEY,
     BOOT_RESUME_KEY,
     CHECKPOINT_KEY,
     REPLICA_MIGRATIONS,
@@ -226,12 +226,13 @@ def make_changes(n: int, seed: int = 11) -> Iterator[RecordChange]:
 
 
 def write_stream(path: Path, n: int, batch: int) -> dict[str, ChannelChecksum]:
-    """The bootstrap response body, as the gateway streams it (sorted by key, gzip'd).
+    """The bootstrap response body, as the gateway streams it (gzip'd, in sequence order:
+    the order records were written in, so ids and entities come mixed).
 
     Returns:
         The per-channel checksums the final pull will report.
     """
-    changes = sorted(make_changes(n), key=lambda c: (c.entity, c.id))
+    changes = list(make_changes(n))
     sums: dict[str, ChannelChecksum] = {}
     with gzip.open(path, "wb", compresslevel=6) as out:
         for start in range(0, len(changes), batch):
@@ -476,20 +477,17 @@ def same_rows(conn: Any, batches: list[BootstrapBatch]) -> list[tuple[list[Any],
         counters = [(search.entity_code(e), next_doc[e]) for e in entities]
         book = [(c, sums[c][0], sums[c][1] - (1 << 64) * (sums[c][1] >> 63)) for c in touched]
         clock = str(max(r.clock for r in batch.records if r.clock is not None))
-        last = batch.records[-1]
         if batch.done:
             state: list[tuple[str, str | int]] = [
                 (CHECKPOINT_KEY, batch.checkpoint),
                 (HLC_KEY, clock),
             ]
             cleared = [
-                (k,) for k in (BOOT_ACTIVE_KEY, BOOT_RESUME_KEY, BOOT_LAST_KEY, BOOT_COUNT_KEY)
+                (k,) for k in (BOOT_ACTIVE_KEY, BOOT_RESUME_KEY, BOOT_MODE_KEY, BOOT_COUNT_KEY)
             ]
         else:
-            last_key = msgspec.json.encode((last.entity, last.id)).decode()
             state = [
                 (BOOT_RESUME_KEY, batch.resume),
-                (BOOT_LAST_KEY, last_key),
                 (BOOT_COUNT_KEY, count),
                 (HLC_KEY, clock),
             ]
