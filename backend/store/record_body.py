@@ -24,6 +24,7 @@ apart by their first byte and still decode.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -72,20 +73,26 @@ def _is_legacy(data: bytes) -> bool:
     return 0x80 <= first <= 0x8F or first >= 0xDE
 
 
-def _default(values: dict[str, Any], pick: Any) -> Any:
-    """The value most fields share: the first when all are equal (the usual case, checked
-    at C speed, identity first), else ``pick`` of them."""
+def _split(
+    values: dict[str, Any], fields: dict[str, Any], pick: Callable[[list[Any]], Any]
+) -> tuple[Any, dict[str, Any]]:
+    """``values`` as a default and the exceptions to it (``None``: a field it lacks).
+
+    The default is the one value when all are equal (the usual case, checked at C speed,
+    identity first), else ``pick`` of them.
+    """
     listed = list(values.values())
     first = listed[0]
-    return first if listed.count(first) == len(listed) else pick(listed)
+    same_keys = values.keys() == fields.keys()
+    if listed.count(first) == len(listed):
+        return first, ({} if same_keys else _exceptions(values, fields, first))
+    default = pick(listed)
+    return default, _exceptions(values, fields, default)
 
 
 def _exceptions(values: dict[str, Any], fields: dict[str, Any], default: Any) -> dict[str, Any]:
     """The entries of ``values`` that differ from ``default``, and ``None`` for fields it lacks."""
-    same_keys = values.keys() == fields.keys()
-    if same_keys and list(values.values()).count(default) == len(values):
-        return {}
-    if same_keys:
+    if values.keys() == fields.keys():
         return {k: v for k, v in values.items() if v != default}
     out = {k: v for k, v in values.items() if v != default or k not in fields}
     for k in fields:
@@ -106,10 +113,12 @@ def _expand(fields: dict[str, Any], default: Any, exceptions: dict[str, Any]) ->
 
 def encode_body(rec: Record) -> bytes:
     """The stored body of ``rec`` (entity, id and seq are not in it)."""
-    clocks = rec.clocks
-    field_clock = _default(clocks, max) if clocks else None
-    versions = rec.field_versions
-    field_version = _default(versions, min) if versions else -1
+    field_clock, clock_exceptions = (
+        _split(rec.clocks, rec.fields, max) if rec.clocks else (None, {})
+    )
+    field_version, version_exceptions = (
+        _split(rec.field_versions, rec.fields, min) if rec.field_versions else (-1, {})
+    )
     return _encode(
         _Body(
             rec.version,
@@ -118,9 +127,9 @@ def encode_body(rec: Record) -> bytes:
             rec.channels,
             field_clock,
             rec.deleted_clock,
-            _exceptions(clocks, rec.fields, field_clock) if clocks else {},
+            clock_exceptions,
             field_version,
-            _exceptions(versions, rec.fields, field_version) if versions else {},
+            version_exceptions,
             rec.origin,
             rec.upstream_etag,
             rec.updated_ms,

@@ -260,7 +260,7 @@ _SQL_UPDATE_RECORD = (
     " data = ?, clock = NULL, left = ? WHERE rid = ?"
 )
 _SQL_FEED_ROW = "INSERT INTO feed (chan, seq, removed, at_ms, rid) VALUES (?, ?, ?, ?, ?)"
-_SQL_FEED_MOVE = "DELETE FROM feed WHERE chan = ? AND seq = ?"
+_SQL_FEED_DELETE = "DELETE FROM feed WHERE chan = ? AND seq = ?"
 
 
 def _flock(fd: int, operation: int) -> bool:
@@ -778,7 +778,7 @@ class SqliteRecordStore(RecordStore):
         if updates:
             conn.executemany(_SQL_UPDATE_RECORD, updates)
         if moved:
-            conn.executemany(_SQL_FEED_MOVE, moved)
+            conn.executemany(_SQL_FEED_DELETE, moved)
         if feed:
             conn.executemany(_SQL_FEED_ROW, feed)
         if deltas:
@@ -991,22 +991,21 @@ class SqliteRecordStore(RecordStore):
             dropped = 0
             newest = 0
             tombstones = conn.execute(
-                "SELECT rid, seq, chans, left FROM records INDEXED BY records_tombstones"
-                " WHERE deleted = 1 AND at_ms < ?",
+                "SELECT rid, entity, id, seq, chans, left FROM records"
+                " INDEXED BY records_tombstones WHERE deleted = 1 AND at_ms < ?",
                 (older_than_ms,),
             ).fetchall()
             if tombstones:
-                rows = [(c, seq) for _, seq, chans, _ in tombstones for c in _parse_chans(chans)]
-                rows += [pair for *_, left in tombstones for pair in _parse_left(left).items()]
-                conn.executemany(_SQL_FEED_MOVE, rows)
+                rows = [(c, t[3]) for t in tombstones for c in _parse_chans(t[4])]
+                rows += [pair for t in tombstones for pair in _parse_left(t[5]).items()]
+                conn.executemany(_SQL_FEED_DELETE, rows)
                 conn.executemany(
-                    "INSERT OR IGNORE INTO purged (entity, id, rid)"
-                    " SELECT entity, id, rid FROM records WHERE rid = ?",
-                    [(t[0],) for t in tombstones],
+                    "INSERT OR IGNORE INTO purged (entity, id, rid) VALUES (?, ?, ?)",
+                    [(entity, id_, rid) for rid, entity, id_, *_ in tombstones],
                 )
                 conn.executemany("DELETE FROM records WHERE rid = ?", [(t[0],) for t in tombstones])
                 dropped += len(tombstones)
-                newest = max(t[1] for t in tombstones)
+                newest = max(t[3] for t in tombstones)
             count, top = conn.execute(
                 "SELECT count(*), max(seq) FROM feed INDEXED BY feed_removals"
                 " WHERE removed = 1 AND at_ms < ?",
