@@ -390,6 +390,49 @@ def _ensure_field_indexes(conn: Connection) -> int:
         return _create_missing_field_indexes(conn)
 
 
+RECORDS_KEY_INDEX: Final = "records_key"
+_RECORDS_KEY_SQL: Final = f'CREATE UNIQUE INDEX "{RECORDS_KEY_INDEX}" ON records(entity, id)'
+
+
+def _records_key_as_index(conn: Connection) -> None:
+    """Migration 6: the ``(entity, id)`` key as a named unique index, not a constraint.
+
+    A constraint's index cannot be dropped, a named one can: a first bootstrap defers
+    it (:meth:`LocalDatabase.defer_indexes`) and builds it once, by sorting, at the end,
+    because a snapshot arrives in sequence order, i.e. random key order, and inserting
+    random keys one by one is what made that load 3x slower. SQLite cannot drop a
+    constraint, so the table is copied; the other indexes are re-created from their SQL.
+    """
+    others = [
+        sql
+        for (sql,) in conn.execute(
+            "SELECT sql FROM sqlite_master"
+            " WHERE type = 'index' AND tbl_name = 'records' AND sql IS NOT NULL"
+        )
+    ]
+    conn.execute(
+        """CREATE TABLE records_v6(
+            doc INTEGER PRIMARY KEY,
+            entity TEXT NOT NULL,
+            id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            seq INTEGER NOT NULL DEFAULT 0,
+            fields BLOB NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            channels TEXT NOT NULL DEFAULT '[]'
+        )"""
+    )
+    conn.execute(
+        "INSERT INTO records_v6(doc, entity, id, version, seq, fields, deleted, channels)"
+        " SELECT doc, entity, id, version, seq, fields, deleted, channels FROM records"
+    )
+    conn.execute("DROP TABLE records")
+    conn.execute("ALTER TABLE records_v6 RENAME TO records")
+    conn.execute(_RECORDS_KEY_SQL)
+    for sql in others:
+        conn.execute(sql)
+
+
 BASE_MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         version=1,
@@ -438,6 +481,7 @@ BASE_MIGRATIONS: Final[tuple[Migration, ...]] = (
         ),
     ),
     Migration(version=5, name="field_indexes_on_synced_names", apply=_rebuild_field_indexes),
+    Migration(version=6, name="records_key_as_index", apply=_records_key_as_index),
 )
 
 _UPSERT_RECORD_SQL: Final = (
@@ -656,18 +700,23 @@ def _atomic(conn: Connection) -> Iterator[None]:
     conn.execute("RELEASE crmsync_atomic" if nested else "COMMIT")
 
 
-def _defer_indexes(conn: Connection, entity: str) -> int:
-    """Drop the partial indexes of ``records`` scoped to ``entity``, remembering them.
+def _defer_indexes(conn: Connection, entity: str | None) -> int:
+    """Drop indexes of ``records``, remembering them: the partial ones scoped to
+    ``entity``, or every one (the unique key included) when ``entity`` is None.
 
     Runs inside the caller's transaction, so the drop and its record commit together.
     """
-    scoped = re.compile(rf"\bWHERE\s+entity\s*=\s*'{re.escape(entity)}'\s*$", re.IGNORECASE)
+    scoped = (
+        re.compile(rf"\bWHERE\s+entity\s*=\s*'{re.escape(entity)}'\s*$", re.IGNORECASE)
+        if entity is not None
+        else None
+    )
     dropped = 0
     for name, sql in conn.execute(
         "SELECT name, sql FROM sqlite_master"
         " WHERE type = 'index' AND tbl_name = 'records' AND sql IS NOT NULL"
     ).fetchall():
-        if scoped.search(sql):
+        if scoped is None or scoped.search(sql):
             conn.execute(
                 "INSERT OR REPLACE INTO deferred_indexes(name, sql) VALUES (?, ?)", (name, sql)
             )
@@ -676,20 +725,58 @@ def _defer_indexes(conn: Connection, entity: str) -> int:
     return dropped
 
 
-def _restore_deferred_indexes(conn: Connection) -> int:
-    """Re-create indexes dropped by a bulk load (a sort each: far cheaper than inserts)."""
-    pending = conn.execute("SELECT name, sql FROM deferred_indexes").fetchall()
+def _key_deferred(conn: Connection) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM deferred_indexes WHERE name = ?", (RECORDS_KEY_INDEX,)
+        ).fetchone()
+        is not None
+    )
+
+
+def _restore_deferred_indexes(conn: Connection) -> tuple[int, int]:
+    """Re-create indexes dropped by a bulk load (a sort each: far cheaper than inserts).
+
+    Returns:
+        ``(indexes rebuilt, records removed as duplicates)``: without its unique key a
+        load may have stored a record twice; the copy with the higher ``seq`` (then the
+        later one) stays.
+    """
+    # The key first: the duplicates it removes are then absent from the other indexes.
+    pending = conn.execute(
+        "SELECT name, sql FROM deferred_indexes ORDER BY name != ?", (RECORDS_KEY_INDEX,)
+    ).fetchall()
     if not pending:
-        return 0
+        return 0, 0
+    duplicates = 0
     with _atomic(conn):
         for name, sql in pending:
             exists = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
             ).fetchone()
             if exists is None:
-                conn.execute(sql)
+                try:
+                    conn.execute(sql)
+                except sqlcipher3.IntegrityError:
+                    if name != RECORDS_KEY_INDEX:
+                        raise
+                    duplicates = _remove_duplicate_records(conn)
+                    conn.execute(sql)
             conn.execute("DELETE FROM deferred_indexes WHERE name = ?", (name,))
-    return len(pending)
+    return len(pending), duplicates
+
+
+def _remove_duplicate_records(conn: Connection) -> int:
+    """Keep one row per ``(entity, id)`` (highest ``seq``, then latest), and its search doc."""
+    removed = conn.execute(
+        "DELETE FROM records WHERE doc IN (SELECT doc FROM (SELECT doc, row_number() OVER"
+        " (PARTITION BY entity, id ORDER BY seq DESC, doc DESC) AS n FROM records)"
+        " WHERE n > 1) RETURNING doc, entity"
+    ).fetchall()
+    conn.executemany(
+        search.DELETE_DOCUMENT_SQL, [(doc,) for doc, e in removed if search.entity_code(e)]
+    )
+    return len(removed)
 
 
 class LocalDatabase:
@@ -921,6 +1008,36 @@ class LocalDatabase:
                 if self._conn is not None:
                     _restore_deferred_indexes(self._conn)
 
+    def defer_indexes(self) -> int:
+        """Drop every index of ``records``, its unique key included, for a load into an
+        empty replica (a first bootstrap); returns how many were dropped.
+
+        A snapshot arrives in sequence order, so its keys are random and maintaining
+        the indexes row by row rewrites pages all over them. Without them the rows only
+        append; :meth:`restore_indexes` builds each once, by sorting. Meanwhile
+        :meth:`insert_prepared` cannot see a record stored twice (the rebuild keeps the
+        copy with the higher ``seq``), lookups scan, and the first
+        :meth:`upsert_records` or :meth:`purge_records` rebuilds them before it writes.
+        If the app dies first, the next :meth:`open` rebuilds them. Joins the caller's
+        transaction if one is open.
+        """
+        with self.transaction() as conn:
+            return _defer_indexes(conn, None)
+
+    def restore_indexes(self) -> int:
+        """Rebuild the indexes :meth:`defer_indexes` (or :meth:`bulk_load`) dropped.
+
+        Returns:
+            Number of records removed because they were stored twice.
+        """
+        with self.transaction() as conn:
+            return _restore_deferred_indexes(conn)[1]
+
+    def _require_key(self, conn: Connection) -> None:
+        # Upserts name the key in ON CONFLICT, and purges must meet every copy.
+        if _key_deferred(conn):
+            _restore_deferred_indexes(conn)
+
     # --- records ---------------------------------------------------------------------
 
     def upsert_records(
@@ -945,6 +1062,7 @@ class LocalDatabase:
         """
         total = 0
         with self.transaction() as conn:
+            self._require_key(conn)
             batch: dict[tuple[str, str], LocalRecord] = {}
             for record in records:
                 if not isinstance(record, LocalRecord):
@@ -971,6 +1089,7 @@ class LocalDatabase:
 
         Raises:
             RecordExistsError: One of them is already stored; nothing was written.
+                (Not while :meth:`defer_indexes` has the key dropped.)
         """
         with self.transaction() as conn:
             for group in prepared.groups:
@@ -1084,6 +1203,7 @@ class LocalDatabase:
         """
         removed = 0
         with self.transaction() as conn:
+            self._require_key(conn)
             for entity, id_ in keys_:
                 row = conn.execute(
                     "DELETE FROM records WHERE entity = ? AND id = ? RETURNING doc", (entity, id_)

@@ -14,11 +14,12 @@ Only one batch is ever held in memory, whatever the size of the scope.
 Every frame carries a ``resume`` token (the sequence of the last record sent, signed with
 the checkpoint key and bound to the user and the channel set): after a broken connection
 the client asks again with ``resume=<token>`` and the stream continues after that
-sequence. A record written meanwhile has moved to a later sequence, so it is met again,
-never skipped. The last frame has
-``done: true`` and a pull checkpoint at the head sequence captured *before* the first batch
-was read, so every change committed while the snapshot streamed arrives with the next pull
-(a record may arrive twice; versions make that harmless).
+sequence. The snapshot holds the records as of the head sequence captured *before* the
+first batch was read: a record written meanwhile has moved past the head, so the scan
+stops short of it (each record comes at most once, which lets a fresh replica load
+without its unique key), and the last frame, ``done: true``, carries a pull checkpoint
+at that head, so every change committed while the snapshot streamed arrives with the
+next pull.
 """
 
 from __future__ import annotations
@@ -206,6 +207,11 @@ class SnapshotStreamer:
         cursor = plan.cursor
         while True:
             records = await self.store.scan(channels, cursor.seq, plan.batch) if channels else []
+            done = len(records) < plan.batch
+            if records and records[-1].seq > cursor.head:
+                # Written after the snapshot began: the pull from the head brings it.
+                records = [r for r in records if r.seq <= cursor.head]
+                done = True
             if records:
                 last = records[-1]
                 cursor = BootstrapCursor(
@@ -215,7 +221,6 @@ class SnapshotStreamer:
                     seq=last.seq,
                     sent=cursor.sent + len(records),
                 )
-            done = len(records) < plan.batch
             batch = BootstrapBatch(
                 records=[change_for(r, grants) for r in records],
                 resume=encode_cursor(cursor, self.key),

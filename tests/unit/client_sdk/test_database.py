@@ -568,6 +568,64 @@ def test_bulk_load_interrupted_is_repaired_on_open(
         assert db.find_records("contact", "parentcustomerid", "a1")[0].id == "c1"
 
 
+def test_deferred_indexes_and_key_are_rebuilt_keeping_the_newest_copy(
+    local_db: LocalDatabase,
+) -> None:
+    before = record_indexes(local_db)
+    assert "records_key" in before
+    assert local_db.defer_indexes() == len(before)
+    assert record_indexes(local_db) == set()
+    # Without its key the table takes a record twice (an older copy, then a newer one).
+    local_db.insert_prepared(
+        database.prepare_records([account("a1", "Old", version=1), contact("c1", "P", "a1")])
+    )
+    local_db.insert_prepared(database.prepare_records([account("a1", "New", version=2)]))
+    assert local_db.count_records() == 3
+    assert len(local_db.search("old")) == 1 and len(local_db.search("new")) == 1
+    assert local_db.restore_indexes() == 1
+    assert record_indexes(local_db) == before
+    assert local_db.conn.execute("SELECT count(*) FROM deferred_indexes").fetchone() == (0,)
+    assert local_db.get_record("account", "a1").fields == {"name": "New"}  # type: ignore[union-attr]
+    assert local_db.search("old") == [] and [h.id for h in local_db.search("new")] == ["a1"]
+    assert local_db.conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert local_db.restore_indexes() == 0  # nothing left to do
+
+
+@pytest.mark.parametrize("write", ["upsert", "purge"])
+def test_a_write_while_the_key_is_deferred_rebuilds_it_first(
+    local_db: LocalDatabase, write: str
+) -> None:
+    local_db.defer_indexes()
+    local_db.insert_prepared(database.prepare_records([account("a1", "Old")]))
+    local_db.insert_prepared(database.prepare_records([account("a1", "New", version=2)]))
+    if write == "upsert":
+        local_db.upsert_records([account("a1", "Local", version=3)])
+        assert local_db.get_record("account", "a1").fields == {"name": "Local"}  # type: ignore[union-attr]
+    else:
+        assert local_db.purge_records([("account", "a1")]) == 1
+        assert local_db.get_record("account", "a1") is None
+        assert local_db.search("old") == [] == local_db.search("new")
+    assert local_db.count_records() == (1 if write == "upsert" else 0)
+    assert "records_key" in record_indexes(local_db)
+    local_db.upsert_records([account("a2", "Kept")])
+    with pytest.raises(RecordExistsError):  # the key guards prepared inserts again
+        local_db.insert_prepared(database.prepare_records([account("a2", "Again")]))
+
+
+def test_deferred_key_interrupted_is_rebuilt_on_open(
+    local_db: LocalDatabase, db_path: Path, passphrase: Passphrase
+) -> None:
+    before = record_indexes(local_db)
+    local_db.defer_indexes()
+    local_db.insert_prepared(database.prepare_records([account("a1", "Old")]))
+    local_db.insert_prepared(database.prepare_records([account("a1", "New", version=2)]))
+    local_db.close()  # the app is killed mid-bootstrap
+    with LocalDatabase.open(db_path, passphrase) as db:
+        assert record_indexes(db) == before
+        assert db.count_records() == 1
+        assert db.get_record("account", "a1").fields == {"name": "New"}  # type: ignore[union-attr]
+
+
 # --- prepared inserts (the bootstrap path) ----------------------------------------------
 
 

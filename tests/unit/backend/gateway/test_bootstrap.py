@@ -83,6 +83,35 @@ async def test_a_broken_stream_resumes_after_the_last_frame(
     assert rest[-1].done and rest[-1].total == 7
 
 
+async def test_records_written_during_the_snapshot_come_once_then_with_the_pull(
+    client: Client, auth: AuthHeaders, seed: Seed
+) -> None:
+    accounts = [await seed("account", **owned_by(ROSSI, name=str(i))) for i in range(7)]
+    _, first = await fetch(client, auth("marco.rossi"))
+    sent = [rec.id for rec in first[0].records]
+    # While the stream is broken: one record already sent and one not yet sent change,
+    # and one is created. All three now sit past the snapshot's head.
+    not_sent = next(a for a in accounts if a.id not in sent)
+    changed = [
+        await seed("account", previous=next(a for a in accounts if a.id == sent[0]), name="x"),
+        await seed("account", previous=not_sent, name="y"),
+        await seed("account", **owned_by(ROSSI, name="new")),
+    ]
+    _, rest = await fetch(client, auth("marco.rossi"), resume=first[0].resume)
+    ids = [rec.id for b in [first[0], *rest] for rec in b.records]
+    assert len(ids) == len(set(ids))  # each record at most once: a fresh replica relies on it
+    assert set(ids) == {a.id for a in accounts} - {not_sent.id}
+    assert rest[-1].done and rest[-1].total == 6
+    r = await client.get(
+        "/v1/sync/pull",
+        params={"device_id": "dev-a", "checkpoint": rest[-1].checkpoint},
+        headers=auth("marco.rossi"),
+    )
+    assert [(c["id"], c["version"]) for c in r.json()["changes"]] == [
+        (c.id, c.version) for c in changed
+    ]
+
+
 async def test_resume_tokens_are_bound_to_user_and_scope(
     client: Client, auth: AuthHeaders, seed: Seed
 ) -> None:
