@@ -390,6 +390,12 @@ def _ensure_field_indexes(conn: Connection) -> int:
         return _create_missing_field_indexes(conn)
 
 
+# The columns of ``records`` since migration 1 (which added the key as a constraint).
+_RECORDS_TABLE_DDL: Final = (
+    "doc INTEGER PRIMARY KEY, entity TEXT NOT NULL, id TEXT NOT NULL,"
+    " version INTEGER NOT NULL, seq INTEGER NOT NULL DEFAULT 0, fields BLOB NOT NULL,"
+    " deleted INTEGER NOT NULL DEFAULT 0, channels TEXT NOT NULL DEFAULT '[]'"
+)
 RECORDS_KEY_INDEX: Final = "records_key"
 _RECORDS_KEY_SQL: Final = f'CREATE UNIQUE INDEX "{RECORDS_KEY_INDEX}" ON records(entity, id)'
 
@@ -410,18 +416,7 @@ def _records_key_as_index(conn: Connection) -> None:
             " WHERE type = 'index' AND tbl_name = 'records' AND sql IS NOT NULL"
         )
     ]
-    conn.execute(
-        """CREATE TABLE records_v6(
-            doc INTEGER PRIMARY KEY,
-            entity TEXT NOT NULL,
-            id TEXT NOT NULL,
-            version INTEGER NOT NULL,
-            seq INTEGER NOT NULL DEFAULT 0,
-            fields BLOB NOT NULL,
-            deleted INTEGER NOT NULL DEFAULT 0,
-            channels TEXT NOT NULL DEFAULT '[]'
-        )"""
-    )
+    conn.execute(f"CREATE TABLE records_v6({_RECORDS_TABLE_DDL})")
     conn.execute(
         "INSERT INTO records_v6(doc, entity, id, version, seq, fields, deleted, channels)"
         " SELECT doc, entity, id, version, seq, fields, deleted, channels FROM records"
@@ -443,17 +438,7 @@ BASE_MIGRATIONS: Final[tuple[Migration, ...]] = (
             # wide leaf page (16k rows/s raw at 100k rows with an 8 MiB cache, vs 77k/s
             # for rowid appends plus a narrow unique index). ``doc`` is the rowid:
             # entity_code << 40 | n (see client_sdk.search), also the search rowid.
-            """CREATE TABLE records(
-                doc INTEGER PRIMARY KEY,
-                entity TEXT NOT NULL,
-                id TEXT NOT NULL,
-                version INTEGER NOT NULL,
-                seq INTEGER NOT NULL DEFAULT 0,
-                fields BLOB NOT NULL,
-                deleted INTEGER NOT NULL DEFAULT 0,
-                channels TEXT NOT NULL DEFAULT '[]',
-                UNIQUE (entity, id)
-            )""",
+            f"CREATE TABLE records({_RECORDS_TABLE_DDL}, UNIQUE (entity, id))",
             """CREATE TABLE doc_counter(
                 entity_code INTEGER PRIMARY KEY,
                 last_doc INTEGER NOT NULL

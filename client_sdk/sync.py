@@ -482,7 +482,7 @@ class ReplicaWriter:
             if prepared.error is not None:
                 raise prepared.error  # a malformed record: nothing of the batch is written
             if prepared.live is not None:
-                if conn.execute("SELECT 1 FROM records LIMIT 1").fetchone() is None:
+                if _replica_empty(conn):
                     # The first batch: load without indexes, build them at the end. Not
                     # after a restart (the open rebuilt them) nor once a local write has.
                     self.db.defer_indexes()
@@ -518,6 +518,10 @@ class ReplicaWriter:
             if ghosts:
                 self.apply_removals(conn, ghosts, deltas)
             conn.execute("DELETE FROM snapshot_seen")
+
+
+def _replica_empty(conn: Connection) -> bool:
+    return conn.execute("SELECT 1 FROM records LIMIT 1").fetchone() is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -926,9 +930,9 @@ class SyncEngine:
     def _begin_snapshot(conn: Connection) -> None:
         """Start a snapshot from its first batch: no resume token, nothing noted as seen,
         and the mode the replica's contents call for."""
-        empty = conn.execute("SELECT 1 FROM records LIMIT 1").fetchone() is None
+        mode = "fresh" if _replica_empty(conn) else "resync"
         conn.execute("DELETE FROM snapshot_seen")
-        _set_states(conn, {BOOT_RESUME_KEY: None, BOOT_MODE_KEY: "fresh" if empty else "resync"})
+        _set_states(conn, {BOOT_RESUME_KEY: None, BOOT_MODE_KEY: mode})
 
     async def _stream_snapshot(self, resume: str | None, phase: Phase) -> bool:
         """Apply the snapshot's batches as they arrive; True once the last one committed.
